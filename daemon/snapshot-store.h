@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* libvirt's <domainsnapshot> XML: format, safe parse, and the on-disk store
+ * (<state-dir>/snapshots/<domain>/<snapshot>.xml, written atomically). Never logs. */
+#pragma once
+
+#include <stddef.h>
+
+#include "snapshot-def.h"
+
+#define SNAPSHOT_XML_MAX_SIZE (1024U * 1024U)  /* larger documents are refused with -EFBIG */
+#define SNAPSHOTD_XML_NS "https://example.org/snapshotd/1"  /* our <cookie> element's namespace */
+
+/* secure: reserved for GetXMLDesc(SECURE); we hold no secrets yet, so output is the same. */
+int snapshot_xml_format(const SnapshotDef *def, char **ret);
+
+/* Parses a <domainsnapshot> document. Refuses (-EINVAL) malformed XML, a DTD or any entity
+ * declaration or reference, network access, and documents over SNAPSHOT_XML_MAX_SIZE (-EFBIG).
+ * The result is not checked for the daemon's rules (names, paths): the caller does that. */
+int snapshot_xml_parse(const char *xml, size_t size, SnapshotDef **ret);
+
+int snapshot_store_save(const char *state_dir, const char *domain, const SnapshotDef *def);
+int snapshot_store_remove(const char *state_dir, const char *domain, const char *name);
+/* Loads every snapshot of a domain; files that fail to parse are skipped and counted in
+ * *ret_n_bad (so the caller can log). Order is unspecified. */
+int snapshot_store_load(const char *state_dir, const char *domain,
+                        SnapshotDef ***ret, size_t *ret_n, size_t *ret_n_bad);
