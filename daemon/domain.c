@@ -1,1 +1,323 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "domain.h"
+#include "job-create.h"
+#include "macro.h"
+#include "manager.h"
+#include "snapshot-bus.h"
+#include "snapshot-store.h"
+#include "snapshot.h"
+
+#define RECONNECT_MIN_USEC (500 * USEC_PER_MSEC)
+#define RECONNECT_MAX_USEC (10 * USEC_PER_SEC)
+#define AGENT_PROBE_TIMEOUT_USEC (3 * USEC_PER_SEC)
+
+static void domain_schedule_reconnect(Domain *d);
+
+int domain_new(Domain **ret, Manager *m, DomainConfig *config) {
+        _cleanup_(domain_config_freep) DomainConfig *owned = config;
+        _cleanup_(domain_freep) Domain *d = NULL;
+        int r;
+
+        d = calloc(1, sizeof(Domain));
+        if (!d)
+                return -ENOMEM;
+        d->manager = m;
+        d->config = TAKE_PTR(owned);
+        d->state = DOMAIN_STATE_UNKNOWN;
+
+        r = sd_bus_path_encode(SNAPSHOT_DOMAIN_PREFIX, d->config->name, &d->path);
+        if (r < 0)
+                return r;
+
+        r = qmp_new(&d->qmp, m->event, d->config->qmp_socket);
+        if (r < 0)
+                return r;
+
+        if (d->config->agent_socket) {
+                r = agent_new(&d->agent, m->event, d->config->agent_socket);
+                if (r < 0)
+                        return r;
+        }
+
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+Domain *domain_free(Domain *d) {
+        if (!d)
+                return NULL;
+
+        create_job_free(d->job);
+        d->job = NULL;
+
+        for (size_t i = 0; i < d->n_snapshots; i++)
+                snapshot_free(d->snapshots[i]);
+        free(d->snapshots);
+
+        sd_event_source_disable_unref(d->reconnect_timer);
+        agent_unref(d->agent);
+        qmp_unref(d->qmp);
+        domain_config_free(d->config);
+        free(d->path);
+        free(d);
+        return NULL;
+}
+
+const char *domain_name(Domain *d) {
+        return d->config->name;
+}
+
+const char *domain_job_name(Domain *d) {
+        return d->job ? "snapshot-create" : "";
+}
+
+void domain_set_state(Domain *d, DomainState state) {
+        if (d->state == state)
+                return;
+        d->state = state;
+        (void) domain_emit_changed(d, "State", NULL);
+}
+
+void domain_set_has_agent(Domain *d, bool b) {
+        if (d->has_agent == b)
+                return;
+        d->has_agent = b;
+        (void) domain_emit_changed(d, "HasAgent", NULL);
+}
+
+static void on_agent_probe(Agent *a, json_t *reply, const QmpError *err, void *userdata) {
+        Domain *d = userdata;
+
+        domain_set_has_agent(d, !err);
+}
+
+static void domain_probe_agent(Domain *d) {
+        if (!d->agent)
+                return;
+        if (agent_call(d->agent, "guest-ping", NULL, AGENT_PROBE_TIMEOUT_USEC, on_agent_probe, d, NULL) < 0)
+                domain_set_has_agent(d, false);
+}
+
+static void on_query_status(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        Domain *d = userdata;
+        const char *status;
+
+        if (err) {
+                domain_set_state(d, DOMAIN_STATE_UNKNOWN);
+                return;
+        }
+
+        status = json_string_value(json_object_get(reply, "status"));
+        if (streq_ptr(status, "running"))
+                domain_set_state(d, DOMAIN_STATE_RUNNING);
+        else if (streq_ptr(status, "shutdown") || streq_ptr(status, "guest-panicked"))
+                domain_set_state(d, DOMAIN_STATE_SHUTOFF);
+        else if (status)
+                /* paused, postmigrate, prelaunch, inmigrate, finish-migrate, ... */
+                domain_set_state(d, DOMAIN_STATE_PAUSED);
+        else
+                domain_set_state(d, DOMAIN_STATE_UNKNOWN);
+}
+
+static void domain_refresh_state(Domain *d) {
+        if (qmp_call(d->qmp, "query-status", NULL, -1, 0, on_query_status, d, NULL) < 0)
+                domain_set_state(d, DOMAIN_STATE_UNKNOWN);
+}
+
+static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
+        Domain *d = userdata;
+
+        if (connected) {
+                d->reconnect_attempt = 0;
+                domain_refresh_state(d);
+                domain_probe_agent(d);
+                return;
+        }
+
+        /* An attached QEMU that went away is shut off; keep trying in case it comes back. */
+        domain_set_state(d, DOMAIN_STATE_SHUTOFF);
+        domain_set_has_agent(d, false);
+        domain_schedule_reconnect(d);
+}
+
+static void on_qmp_event(Qmp *q, const char *event, json_t *data, void *userdata) {
+        Domain *d = userdata;
+
+        if (d->job)
+                create_job_on_event(d->job, event, data);
+
+        if (streq(event, "STOP"))
+                domain_set_state(d, DOMAIN_STATE_PAUSED);
+        else if (streq(event, "RESUME"))
+                domain_set_state(d, DOMAIN_STATE_RUNNING);
+        else if (streq(event, "SHUTDOWN"))
+                domain_set_state(d, DOMAIN_STATE_SHUTOFF);
+}
+
+static int on_reconnect_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Domain *d = userdata;
+
+        if (qmp_connect(d->qmp) < 0)
+                domain_schedule_reconnect(d);
+        return 0;
+}
+
+static void domain_schedule_reconnect(Domain *d) {
+        uint64_t delay = RECONNECT_MIN_USEC;
+        int r;
+
+        for (unsigned i = 0; i < d->reconnect_attempt && delay < RECONNECT_MAX_USEC; i++)
+                delay *= 2;
+        if (delay > RECONNECT_MAX_USEC)
+                delay = RECONNECT_MAX_USEC;
+        d->reconnect_attempt++;
+
+        if (d->reconnect_timer) {
+                r = sd_event_source_set_time_relative(d->reconnect_timer, delay);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(d->reconnect_timer, SD_EVENT_ONESHOT);
+        } else
+                r = sd_event_add_time_relative(d->manager->event, &d->reconnect_timer, CLOCK_MONOTONIC,
+                                               delay, 0, on_reconnect_timer, d);
+        if (r < 0)
+                /* Without a timer we cannot retry; the domain stays shut off until Reload. */
+                return;
+}
+
+int domain_start(Domain *d) {
+        qmp_set_handlers(d->qmp, on_qmp_state, on_qmp_event, d);
+        if (qmp_connect(d->qmp) < 0) {
+                domain_set_state(d, DOMAIN_STATE_SHUTOFF);
+                domain_schedule_reconnect(d);
+        }
+        return 0;
+}
+
+static int compare_creation(const void *a, const void *b) {
+        const Snapshot *x = *(Snapshot *const *) a, *y = *(Snapshot *const *) b;
+
+        if (x->def->creation_usec != y->def->creation_usec)
+                return x->def->creation_usec < y->def->creation_usec ? -1 : 1;
+        return strcmp(x->def->name, y->def->name);
+}
+
+int domain_load_snapshots(Domain *d) {
+        SnapshotDef **defs = NULL;
+        size_t n = 0, n_bad = 0;
+        int r;
+
+        r = snapshot_store_load(d->manager->state_dir, domain_name(d), &defs, &n, &n_bad);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < n; i++) {
+                Snapshot *s = NULL;
+
+                if (r >= 0 && !domain_find_snapshot(d, defs[i]->name)) {
+                        r = snapshot_new(&s, d, TAKE_PTR(defs[i]));
+                        if (r >= 0)
+                                r = domain_add_snapshot(d, s);
+                        if (r < 0)
+                                snapshot_free(s);
+                }
+                snapshot_def_free(defs[i]);
+        }
+        free(defs);
+        if (r < 0)
+                return r;
+
+        qsort(d->snapshots, d->n_snapshots, sizeof(Snapshot *), compare_creation);
+
+        /* Link parents; a parent that is gone makes the snapshot a root. */
+        d->current = NULL;
+        for (size_t i = 0; i < d->n_snapshots; i++) {
+                Snapshot *s = d->snapshots[i];
+
+                s->parent = s->def->parent ? domain_find_snapshot(d, s->def->parent) : NULL;
+                if (s->parent == s)
+                        s->parent = NULL;
+                if (s->def->current)
+                        d->current = s;
+        }
+        /* Break any cycle a hand-edited store may hold, so tree walks always end. */
+        for (size_t i = 0; i < d->n_snapshots; i++) {
+                Snapshot *s = d->snapshots[i];
+                size_t steps = 0;
+
+                for (Snapshot *p = s->parent; p; p = p->parent)
+                        if (++steps > d->n_snapshots) {
+                                s->parent = NULL;
+                                break;
+                        }
+        }
+
+        return (int) n_bad;
+}
+
+Snapshot *domain_find_snapshot(Domain *d, const char *name) {
+        for (size_t i = 0; i < d->n_snapshots; i++)
+                if (streq(d->snapshots[i]->def->name, name))
+                        return d->snapshots[i];
+        return NULL;
+}
+
+int domain_add_snapshot(Domain *d, Snapshot *s) {
+        Snapshot **l;
+
+        l = reallocarray(d->snapshots, d->n_snapshots + 1, sizeof(Snapshot *));
+        if (!l)
+                return -ENOMEM;
+        d->snapshots = l;
+        d->snapshots[d->n_snapshots++] = s;
+        return 0;
+}
+
+void domain_remove_snapshot(Domain *d, Snapshot *s) {
+        for (size_t i = 0; i < d->n_snapshots; i++)
+                if (d->snapshots[i] == s) {
+                        memmove(d->snapshots + i, d->snapshots + i + 1,
+                                (d->n_snapshots - i - 1) * sizeof(Snapshot *));
+                        d->n_snapshots--;
+                        break;
+                }
+        if (d->current == s)
+                d->current = NULL;
+}
+
+int domain_set_current(Domain *d, Snapshot *s) {
+        Snapshot *old = d->current;
+        int r;
+
+        if (old == s)
+                return 0;
+
+        /* Write the new mark first: after a crash between the two writes, two records claim
+         * to be current and loading picks the newer, which is the one we meant. */
+        if (s) {
+                s->def->current = true;
+                r = snapshot_store_save(d->manager->state_dir, domain_name(d), s->def);
+                if (r < 0) {
+                        s->def->current = false;
+                        return r;
+                }
+        }
+        if (old) {
+                old->def->current = false;
+                r = snapshot_store_save(d->manager->state_dir, domain_name(d), old->def);
+                if (r < 0)
+                        return r;
+        }
+
+        d->current = s;
+        (void) domain_emit_changed(d, "CurrentSnapshot", NULL);
+        if (old)
+                (void) sd_bus_emit_properties_changed(d->manager->bus, old->path, SNAPSHOT_IFACE_SNAPSHOT, "IsCurrent", NULL);
+        if (s)
+                (void) sd_bus_emit_properties_changed(d->manager->bus, s->path, SNAPSHOT_IFACE_SNAPSHOT, "IsCurrent", NULL);
+        return 0;
+}

@@ -1,1 +1,1001 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The snapshot-create job.
+ *
+ * Forward path, one asynchronous step at a time:
+ *   inspect (query-block, memory, cpus) → rules → agent check → [validate-only ends here]
+ *   → prepare overlays (create file, blockdev-add file, blockdev-create qcow2, blockdev-add qcow2)
+ *   → freeze → pause → transaction → thaw → resume/halt → metadata → reply.
+ * Overlays are prepared before the freeze and the pause so that the guest is frozen or paused
+ * only for the transaction itself.
+ *
+ * Any failure before the transaction committed switches to the undo path, which runs every
+ * undo step whether or not the previous one worked: thaw, resume, blockdev-del the nodes we
+ * added, unlink the files we created, reply with the first error. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "create-options.h"
+#include "domain.h"
+#include "errors.h"
+#include "job-create.h"
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+#include "path-util.h"
+#include "snapshot-rules.h"
+#include "snapshot-store.h"
+#include "snapshot.h"
+
+#define JOB_NAME "snapshot-create"
+#define AGENT_FREEZE_TIMEOUT_USEC (30 * USEC_PER_SEC)
+#define AGENT_PING_TIMEOUT_USEC (5 * USEC_PER_SEC)
+#define BLOCKDEV_CREATE_TIMEOUT_USEC (60 * USEC_PER_SEC)
+
+typedef struct DiskPlan {
+        char *target;
+        SnapshotLocation location;
+        char *top_node;         /* the device's top node before the snapshot */
+        char *base_file;        /* its image file: the overlay's backing */
+        char *base_format;
+        uint64_t virtual_size;
+        bool read_only;
+
+        char *overlay;          /* absolute path under the image dir */
+        char *file_node;        /* our node names */
+        char *fmt_node;
+        char *create_job_id;
+
+        bool file_created;      /* we created the file: unlink it when undoing */
+        bool file_node_added;
+        bool fmt_node_added;
+} DiskPlan;
+
+typedef enum Step {
+        STEP_INSPECT_BLOCK,
+        STEP_INSPECT_MEMORY,
+        STEP_INSPECT_CPUS,
+        STEP_CHECK_AGENT,
+        STEP_PREPARE,           /* per disk, sub-steps below */
+        STEP_FREEZE,
+        STEP_PAUSE,
+        STEP_SNAPSHOT,
+        STEP_THAW,
+        STEP_RESUME,
+        STEP_METADATA,
+        STEP_DONE,
+} Step;
+
+typedef enum PrepareStep {
+        PREPARE_ADD_FILE,
+        PREPARE_CREATE,
+        PREPARE_WAIT_CREATE,
+        PREPARE_QUERY_CREATE,
+        PREPARE_DISMISS,
+        PREPARE_ADD_FORMAT,
+} PrepareStep;
+
+struct CreateJob {
+        Domain *domain;
+        sd_bus_message *request;
+        CreateRequest req;
+        CreatePlan plan;
+        char tag[16];           /* random, makes node and job names unique in QEMU */
+
+        DiskPlan *disks;
+        size_t n_disks;
+        uint64_t memory_kib;
+        unsigned vcpus;
+        uint64_t creation_usec;
+        bool was_running;
+
+        Step step;
+        size_t disk_cursor;
+        PrepareStep prepare_step;
+        bool waiting_event;     /* a blockdev-create job runs; its event moves us on */
+        sd_event_source *event_timer;
+
+        /* what the forward path did, for the undo path */
+        bool freeze_sent;
+        bool quiesced;
+        bool paused;
+        bool committed;         /* the transaction succeeded: the guest writes to the overlays */
+
+        /* undo path */
+        bool undoing;
+        unsigned undo_step;
+        size_t undo_cursor;
+        int undo_sub;
+        sd_bus_error error;
+
+        uint64_t qmp_call;
+        uint64_t agent_call;
+        void (*cont)(CreateJob *j, json_t *reply, const QmpError *err);
+};
+
+static void job_next(CreateJob *j);
+static void job_undo_next(CreateJob *j);
+
+static void disk_plan_clear(DiskPlan *p) {
+        free(p->target);
+        free(p->top_node);
+        free(p->base_file);
+        free(p->base_format);
+        free(p->overlay);
+        free(p->file_node);
+        free(p->fmt_node);
+        free(p->create_job_id);
+}
+
+CreateJob *create_job_free(CreateJob *j) {
+        if (!j)
+                return NULL;
+        if (j->qmp_call)
+                qmp_cancel(j->domain->qmp, j->qmp_call);
+        if (j->agent_call && j->domain->agent)
+                agent_cancel(j->domain->agent, j->agent_call);
+        sd_event_source_disable_unref(j->event_timer);
+        sd_bus_message_unref(j->request);
+        create_request_clear(&j->req);
+        for (size_t i = 0; i < j->n_disks; i++)
+                disk_plan_clear(&j->disks[i]);
+        free(j->disks);
+        sd_bus_error_free(&j->error);
+        free(j);
+        return NULL;
+}
+
+static void job_progress(CreateJob *j, const char *phase, uint64_t processed, uint64_t total) {
+        (void) domain_send_progress(j->domain, JOB_NAME, phase, processed, total - processed, total);
+}
+
+/* Ends the job: replies (error or object path), detaches it from the domain and frees it. */
+static void job_finish(CreateJob *j, const char *path) {
+        Domain *d = j->domain;
+        int r;
+
+        if (j->request) {
+                if (sd_bus_error_is_set(&j->error))
+                        r = sd_bus_reply_method_error(j->request, &j->error);
+                else
+                        r = sd_bus_reply_method_return(j->request, "o", path ?: "/");
+                if (r < 0)
+                        log_warning_errno(r, "Domain '%s': failed to send the reply of %s: %m", domain_name(d), JOB_NAME);
+        }
+
+        d->job = NULL;
+        (void) domain_emit_changed(d, "Job", NULL);
+        create_job_free(j);
+        (void) manager_arm_idle(d->manager);
+}
+
+/* Records the first error and switches to the undo path. */
+static void job_fail(CreateJob *j, const char *name, const char *fmt, ...) _printf_(3, 4);
+static void job_fail(CreateJob *j, const char *name, const char *fmt, ...) {
+        if (!sd_bus_error_is_set(&j->error)) {
+                _cleanup_free_ char *msg = NULL;
+                va_list ap;
+
+                va_start(ap, fmt);
+                if (vasprintf(&msg, fmt, ap) < 0)
+                        msg = NULL;
+                va_end(ap);
+                (void) sd_bus_error_set(&j->error, name, msg ?: "Out of memory");
+                log_warning("Domain '%s': snapshot '%s' failed: %s", domain_name(j->domain),
+                            j->req.name, j->error.message);
+        }
+        if (j->undoing)
+                return;
+        j->undoing = true;
+        j->undo_step = 0;
+        job_undo_next(j);
+}
+
+static void job_fail_qmp(CreateJob *j, const char *what, const QmpError *err) {
+        job_fail(j, err->error == -ECANCELED ? SNAPSHOT_ERROR_ABORTED : SNAPSHOT_ERROR_FAILED,
+                 "%s: %s", what, err->desc ?: strerror(-err->error));
+}
+
+/* ---- QMP and agent plumbing: one call in flight, its continuation kept in the job ---- */
+
+typedef void (*job_reply_fn)(CreateJob *j, json_t *reply, const QmpError *err);
+
+static void on_job_reply(CreateJob *j, json_t *reply, const QmpError *err) {
+        job_reply_fn fn = j->cont;
+
+        j->cont = NULL;
+        fn(j, reply, err);
+}
+
+static void on_job_qmp_reply(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        CreateJob *j = userdata;
+
+        j->qmp_call = 0;
+        on_job_reply(j, reply, err);
+}
+
+static void on_job_agent_reply(Agent *a, json_t *reply, const QmpError *err, void *userdata) {
+        CreateJob *j = userdata;
+
+        j->agent_call = 0;
+        domain_set_has_agent(j->domain, !err || err->error == -EIO);
+        on_job_reply(j, reply, err);
+}
+
+/* Sends a QMP command; a failure to even send is delivered to fn like any other error. */
+static void job_qmp(CreateJob *j, const char *command, json_t *args, job_reply_fn fn) {
+        int r;
+
+        j->cont = fn;
+        r = qmp_call(j->domain->qmp, command, args, -1, 0, on_job_qmp_reply, j, &j->qmp_call);
+        if (r < 0) {
+                QmpError err = { .error = r, .desc = "QEMU is not connected" };
+
+                j->qmp_call = 0;
+                on_job_reply(j, NULL, &err);
+        }
+}
+
+static void job_agent(CreateJob *j, const char *command, uint64_t timeout, job_reply_fn fn) {
+        int r = -ENOTCONN;
+
+        j->cont = fn;
+        if (j->domain->agent)
+                r = agent_call(j->domain->agent, command, NULL, timeout, on_job_agent_reply, j, &j->agent_call);
+        if (r < 0) {
+                QmpError err = { .error = r, .desc = "no guest agent is configured" };
+
+                j->agent_call = 0;
+                on_job_reply(j, NULL, &err);
+        }
+}
+
+/* ---- inspect ---- */
+
+/* query-block names a device by qdev id ("vda"), a QOM path ending in it, or only by node. */
+static char *disk_target_from_block(json_t *dev) {
+        const char *qdev = json_string_value(json_object_get(dev, "qdev"));
+        const char *device = json_string_value(json_object_get(dev, "device"));
+        const char *node = json_string_value(json_object_get(json_object_get(dev, "inserted"), "node-name"));
+        const char *peripheral = "/machine/peripheral/";
+
+        if (qdev && strncmp(qdev, peripheral, strlen(peripheral)) == 0) {
+                const char *id = qdev + strlen(peripheral);
+                return strndup(id, strcspn(id, "/"));
+        }
+        if (!isempty(qdev) && !strchr(qdev, '/'))
+                return strdup(qdev);
+        if (!isempty(device))
+                return strdup(device);
+        return node ? strdup(node) : NULL;
+}
+
+static const DiskSpec *find_spec(CreateJob *j, const char *target) {
+        for (size_t i = 0; i < j->req.n_disks; i++)
+                if (streq(j->req.disks[i].target, target))
+                        return &j->req.disks[i];
+        return NULL;
+}
+
+static int plan_disk(CreateJob *j, json_t *dev, DiskPlan *p) {
+        json_t *inserted = json_object_get(dev, "inserted");
+        json_t *image = json_object_get(inserted, "image");
+        const char *s;
+
+        p->target = disk_target_from_block(dev);
+        if (!p->target)
+                return -ENOMEM;
+        p->read_only = json_is_true(json_object_get(inserted, "ro"));
+        p->location = p->read_only ? SNAPSHOT_LOCATION_NO : SNAPSHOT_LOCATION_EXTERNAL;
+
+        s = json_string_value(json_object_get(inserted, "node-name"));
+        p->top_node = s ? strdup(s) : NULL;
+        s = json_string_value(json_object_get(image, "filename")) ?: json_string_value(json_object_get(inserted, "file"));
+        p->base_file = s ? strdup(s) : NULL;
+        s = json_string_value(json_object_get(image, "format")) ?: json_string_value(json_object_get(inserted, "drv"));
+        p->base_format = s ? strdup(s) : NULL;
+        p->virtual_size = (uint64_t) json_integer_value(json_object_get(image, "virtual-size"));
+        if (!p->top_node || !p->base_file || !p->base_format)
+                return -EBADMSG;
+        return 0;
+}
+
+static void on_inspect_block(CreateJob *j, json_t *reply, const QmpError *err) {
+        size_t i;
+        json_t *dev;
+
+        if (err)
+                return job_fail_qmp(j, "Cannot list the domain's disks (query-block)", err);
+
+        j->disks = calloc(json_array_size(reply) + 1, sizeof(DiskPlan));
+        if (!j->disks)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+
+        json_array_foreach(reply, i, dev) {
+                DiskPlan *p = &j->disks[j->n_disks];
+                int r;
+
+                if (!json_is_object(json_object_get(dev, "inserted")))
+                        continue; /* an empty drive: nothing to snapshot */
+                j->n_disks++;
+                r = plan_disk(j, dev, p);
+                if (r < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot understand QEMU's description of a disk (query-block)");
+        }
+
+        j->step = STEP_INSPECT_MEMORY;
+        job_next(j);
+}
+
+static void on_inspect_memory(CreateJob *j, json_t *reply, const QmpError *err) {
+        /* Only for the <domain> section; a QEMU without the command still gets its snapshot. */
+        if (!err)
+                j->memory_kib = (uint64_t) json_integer_value(json_object_get(reply, "base-memory")) / 1024;
+        j->step = STEP_INSPECT_CPUS;
+        job_next(j);
+}
+
+/* Applies the request to the inspected disks and checks every rule; fills j->plan. */
+static int job_validate(CreateJob *j) {
+        Domain *d = j->domain;
+        CreateCheck check;
+        unsigned n_snap = 0;
+        int r;
+
+        for (size_t i = 0; i < j->req.n_disks; i++) {
+                bool found = false;
+
+                for (size_t k = 0; k < j->n_disks; k++)
+                        found = found || streq(j->disks[k].target, j->req.disks[i].target);
+                if (!found)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Domain '%s' has no disk '%s'", domain_name(d), j->req.disks[i].target);
+        }
+
+        for (size_t k = 0; k < j->n_disks; k++) {
+                DiskPlan *p = &j->disks[k];
+                const DiskSpec *spec = find_spec(j, p->target);
+                _cleanup_free_ char *def_name = NULL;
+
+                if (spec)
+                        p->location = spec->location;
+                if (p->location == SNAPSHOT_LOCATION_INTERNAL)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                 "Disk '%s': internal disk snapshots are not supported by this version; use 'external' or 'no'",
+                                                 p->target);
+                if (p->location != SNAPSHOT_LOCATION_EXTERNAL)
+                        continue;
+                if (p->read_only)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Disk '%s' is read-only and cannot get an external snapshot", p->target);
+                n_snap++;
+
+                if (asprintf(&def_name, "%s.%s.qcow2", j->req.name, p->target) < 0)
+                        return -ENOMEM;
+                r = image_path_resolve(d->config->images_dir, spec ? spec->file : NULL, def_name, &p->overlay);
+                if (r < 0)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Disk '%s': overlay file '%s' must lie under the domain's image directory '%s'",
+                                                 p->target, spec && !isempty(spec->file) ? spec->file : def_name,
+                                                 d->config->images_dir);
+                for (size_t o = 0; o < k; o++)
+                        if (streq_ptr(j->disks[o].overlay, p->overlay))
+                                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                         "Disks '%s' and '%s' would share the overlay file '%s'",
+                                                         j->disks[o].target, p->target, p->overlay);
+                if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT) && access(p->overlay, F_OK) >= 0)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Disk '%s': overlay file '%s' already exists (option 'reuse-external' uses an existing one)",
+                                                 p->target, p->overlay);
+                if ((j->req.flags & SNAPSHOT_CREATE_REUSE_EXT)) {
+                        int fd = image_file_open_existing(d->config->images_dir, p->overlay);
+
+                        if (fd < 0)
+                                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                         "Disk '%s': with 'reuse-external' the overlay '%s' must be an existing regular file owned by root, reached without symlinks: %s",
+                                                         p->target, p->overlay, strerror(-fd));
+                        close(fd);
+                }
+
+                if (asprintf(&p->fmt_node, "sd%s-%zu", j->tag, k) < 0 ||
+                    asprintf(&p->file_node, "sd%s-%zu-f", j->tag, k) < 0 ||
+                    asprintf(&p->create_job_id, "sd%s-%zu-c", j->tag, k) < 0)
+                        return -ENOMEM;
+        }
+
+        check = (CreateCheck) {
+                .flags = j->req.flags,
+                .memory = j->req.memory,
+                .state = d->state,
+                .agent_configured = d->agent != NULL,
+                .quiesce_best_effort = j->req.quiesce_best_effort,
+                .can_transaction = qmp_has_transaction_action(d->qmp, "blockdev-snapshot"),
+                .n_disks = n_snap,
+        };
+        r = snapshot_rules_check_create(&check, &j->plan, &j->error);
+        if (r < 0)
+                return r;
+
+        if (j->plan.memory != SNAPSHOT_LOCATION_NO)
+                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                         "Memory snapshots (memory '%s') are not supported by this version; use 'disk-only'",
+                                         snapshot_location_to_string(j->plan.memory));
+        if (!qmp_has_command(d->qmp, "blockdev-create") || !qmp_has_command(d->qmp, "blockdev-add"))
+                return sd_bus_error_set(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                        "This QEMU lacks blockdev-create/blockdev-add, which external snapshots need");
+
+        j->was_running = d->state == DOMAIN_STATE_RUNNING;
+        return 0;
+}
+
+static void on_inspect_cpus(CreateJob *j, json_t *reply, const QmpError *err) {
+        int r;
+
+        if (!err)
+                j->vcpus = (unsigned) json_array_size(reply);
+
+        r = job_validate(j);
+        if (r < 0) {
+                if (!sd_bus_error_is_set(&j->error))
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "%s", strerror(-r));
+                log_info("Domain '%s': refused snapshot '%s': %s", domain_name(j->domain), j->req.name, j->error.message);
+                /* Nothing was done yet: finish without an undo pass. */
+                return job_finish(j, NULL);
+        }
+
+        j->step = STEP_CHECK_AGENT;
+        job_next(j);
+}
+
+static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err && !j->req.quiesce_best_effort) {
+                (void) sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_AGENT_UNAVAILABLE,
+                                         "The guest agent of domain '%s' did not answer: %s",
+                                         domain_name(j->domain), err->desc ?: strerror(-err->error));
+                return job_finish(j, NULL);
+        }
+        if (err)
+                /* Best effort: go on crash-consistent and record Quiesced = false. */
+                j->plan.quiesce = false;
+
+        if (j->plan.validate_only) {
+                log_info("Domain '%s': snapshot '%s' would succeed (validate only).", domain_name(j->domain), j->req.name);
+                job_progress(j, "done", 0, 0);
+                return job_finish(j, "/");
+        }
+
+        j->step = STEP_PREPARE;
+        j->disk_cursor = 0;
+        j->prepare_step = PREPARE_ADD_FILE;
+        job_next(j);
+}
+
+/* ---- prepare overlays ---- */
+
+static void prepare_advance(CreateJob *j, PrepareStep next) {
+        j->prepare_step = next;
+        job_next(j);
+}
+
+static void on_add_file(CreateJob *j, json_t *reply, const QmpError *err) {
+        DiskPlan *p = &j->disks[j->disk_cursor];
+
+        if (err)
+                return job_fail_qmp(j, "Cannot open the overlay file (blockdev-add)", err);
+        p->file_node_added = true;
+        prepare_advance(j, (j->req.flags & SNAPSHOT_CREATE_REUSE_EXT) ? PREPARE_ADD_FORMAT : PREPARE_CREATE);
+}
+
+static void on_create(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot format the overlay (blockdev-create)", err);
+        /* JOB_STATUS_CHANGE "concluded" moves us on (create_job_on_event). */
+        j->waiting_event = true;
+}
+
+static void on_query_create(CreateJob *j, json_t *reply, const QmpError *err) {
+        DiskPlan *p = &j->disks[j->disk_cursor];
+        const char *job_error = NULL;
+        size_t i;
+        json_t *job;
+
+        if (err)
+                return job_fail_qmp(j, "Cannot read the result of blockdev-create (query-jobs)", err);
+        json_array_foreach(reply, i, job)
+                if (streq_ptr(json_string_value(json_object_get(job, "id")), p->create_job_id))
+                        job_error = json_string_value(json_object_get(job, "error"));
+
+        /* Dismiss before acting on the result, so no concluded job is left in QEMU either way. */
+        j->prepare_step = PREPARE_DISMISS;
+        if (job_error) {
+                _cleanup_free_ char *msg = strdup(job_error);
+                json_t *args = json_pack("{s:s}", "id", p->create_job_id);
+
+                (void) qmp_call(j->domain->qmp, "job-dismiss", args, -1, 0, NULL, NULL, NULL);
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot format overlay '%s' for disk '%s': %s",
+                                p->overlay, p->target, msg ?: "error");
+        }
+        job_next(j);
+}
+
+static void on_dismiss(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot dismiss the finished blockdev-create job", err);
+        prepare_advance(j, PREPARE_ADD_FORMAT);
+}
+
+static void on_add_format(CreateJob *j, json_t *reply, const QmpError *err) {
+        DiskPlan *p = &j->disks[j->disk_cursor];
+
+        if (err)
+                return job_fail_qmp(j, "Cannot open the overlay as qcow2 (blockdev-add)", err);
+        p->fmt_node_added = true;
+        j->disk_cursor++;
+        prepare_advance(j, PREPARE_ADD_FILE);
+}
+
+static int on_create_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        CreateJob *j = userdata;
+
+        if (!j->waiting_event)
+                return 0;
+        j->waiting_event = false;
+        job_fail(j, SNAPSHOT_ERROR_FAILED, "Formatting overlay '%s' did not finish in time",
+                 j->disks[j->disk_cursor].overlay);
+        return 0;
+}
+
+void create_job_on_event(CreateJob *j, const char *event, json_t *data) {
+        DiskPlan *p;
+        const char *status;
+
+        if (!j->waiting_event || !streq(event, "JOB_STATUS_CHANGE"))
+                return;
+        p = &j->disks[j->disk_cursor];
+        if (!streq_ptr(json_string_value(json_object_get(data, "id")), p->create_job_id))
+                return;
+        status = json_string_value(json_object_get(data, "status"));
+        if (!streq_ptr(status, "concluded"))
+                return;
+
+        j->waiting_event = false;
+        (void) sd_event_source_set_enabled(j->event_timer, SD_EVENT_OFF);
+        prepare_advance(j, PREPARE_QUERY_CREATE);
+}
+
+static void job_prepare_next(CreateJob *j) {
+        DiskPlan *p;
+        json_t *args;
+        int fd;
+
+        while (j->disk_cursor < j->n_disks && j->disks[j->disk_cursor].location != SNAPSHOT_LOCATION_EXTERNAL)
+                j->disk_cursor++;
+        if (j->disk_cursor >= j->n_disks) {
+                j->step = STEP_FREEZE;
+                return job_next(j);
+        }
+        p = &j->disks[j->disk_cursor];
+
+        switch (j->prepare_step) {
+        case PREPARE_ADD_FILE:
+                if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT)) {
+                        fd = image_file_create(j->domain->config->images_dir, p->overlay);
+                        if (fd < 0)
+                                return job_fail(j, fd == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
+                                                "Cannot create overlay '%s' for disk '%s': %s",
+                                                p->overlay, p->target, strerror(-fd));
+                        close(fd);
+                        p->file_created = true;
+                }
+                args = json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name", p->file_node, "filename", p->overlay);
+                return job_qmp(j, "blockdev-add", args, on_add_file);
+
+        case PREPARE_CREATE:
+                args = json_pack("{s:s, s:{s:s, s:s, s:I, s:s, s:s}}",
+                                 "job-id", p->create_job_id,
+                                 "options",
+                                 "driver", "qcow2",
+                                 "file", p->file_node,
+                                 "size", (json_int_t) p->virtual_size,
+                                 "backing-file", p->base_file,
+                                 "backing-fmt", p->base_format);
+                if (j->event_timer) {
+                        (void) sd_event_source_set_time_relative(j->event_timer, BLOCKDEV_CREATE_TIMEOUT_USEC);
+                        (void) sd_event_source_set_enabled(j->event_timer, SD_EVENT_ONESHOT);
+                } else if (sd_event_add_time_relative(j->domain->manager->event, &j->event_timer, CLOCK_MONOTONIC,
+                                                      BLOCKDEV_CREATE_TIMEOUT_USEC, 0, on_create_timeout, j) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot set up a timer");
+                return job_qmp(j, "blockdev-create", args, on_create);
+
+        case PREPARE_WAIT_CREATE:
+                return; /* not reached: waiting happens through create_job_on_event */
+
+        case PREPARE_QUERY_CREATE:
+                return job_qmp(j, "query-jobs", NULL, on_query_create);
+
+        case PREPARE_DISMISS:
+                return job_qmp(j, "job-dismiss", json_pack("{s:s}", "id", p->create_job_id), on_dismiss);
+
+        case PREPARE_ADD_FORMAT:
+                args = json_pack("{s:s, s:s, s:s, s:n}", "driver", "qcow2", "node-name", p->fmt_node,
+                                 "file", p->file_node, "backing");
+                return job_qmp(j, "blockdev-add", args, on_add_format);
+        }
+}
+
+/* ---- freeze, pause, snapshot, thaw, resume ---- */
+
+static void on_freeze(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err && !j->req.quiesce_best_effort)
+                return job_fail(j, SNAPSHOT_ERROR_AGENT_UNAVAILABLE,
+                                "The guest agent could not freeze the guest's file systems: %s",
+                                err->desc ?: strerror(-err->error));
+        j->quiesced = !err;
+        j->step = STEP_PAUSE;
+        job_next(j);
+}
+
+static void on_pause(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot pause the guest (stop)", err);
+        j->paused = true;
+        j->step = STEP_SNAPSHOT;
+        job_next(j);
+}
+
+static void on_snapshot(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "QEMU refused the disk snapshot (transaction)", err);
+        j->committed = true;
+        job_progress(j, "disks", j->n_disks, j->n_disks);
+        j->step = STEP_THAW;
+        job_next(j);
+}
+
+static void on_thaw(CreateJob *j, json_t *reply, const QmpError *err) {
+        /* The disks are snapshotted by now; a failed thaw is worth a loud log, not a lost snapshot. */
+        if (err)
+                log_error("Domain '%s': the guest agent did not thaw the file systems after snapshot '%s': %s",
+                          domain_name(j->domain), j->req.name, err->desc ?: strerror(-err->error));
+        j->freeze_sent = false;
+        j->step = STEP_RESUME;
+        job_next(j);
+}
+
+static void on_resume(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err && !(j->plan.halt && err->error == -ECONNRESET))
+                log_error("Domain '%s': cannot %s the guest after snapshot '%s': %s", domain_name(j->domain),
+                          j->plan.halt ? "halt" : "resume", j->req.name, err->desc ?: strerror(-err->error));
+        j->paused = false;
+        j->step = STEP_METADATA;
+        job_next(j);
+}
+
+static json_t *transaction_actions(CreateJob *j) {
+        json_t *actions = json_array();
+
+        for (size_t i = 0; actions && i < j->n_disks; i++) {
+                DiskPlan *p = &j->disks[i];
+
+                if (p->location != SNAPSHOT_LOCATION_EXTERNAL)
+                        continue;
+                json_array_append_new(actions,
+                                      json_pack("{s:s, s:{s:s, s:s}}", "type", "blockdev-snapshot", "data",
+                                                "node", p->top_node, "overlay", p->fmt_node));
+        }
+        return actions;
+}
+
+/* ---- metadata ---- */
+
+static int build_def(CreateJob *j, SnapshotDef **ret) {
+        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+        Domain *d = j->domain;
+
+        def = calloc(1, sizeof(SnapshotDef));
+        if (!def)
+                return -ENOMEM;
+        def->name = strdup(j->req.name);
+        def->description = strdup(j->req.description ?: "");
+        def->parent = d->current ? strdup(snapshot_name(d->current)) : NULL;
+        def->creation_usec = j->creation_usec;
+        def->state = strdup("disk-snapshot");
+        def->memory = SNAPSHOT_LOCATION_NO;
+        def->quiesced = j->quiesced;
+        def->disks = calloc(j->n_disks + 1, sizeof(SnapshotDiskDef));
+        def->domain.name = strdup(domain_name(d));
+        def->domain.memory_kib = j->memory_kib;
+        def->domain.vcpus = j->vcpus;
+        def->domain.disks = calloc(j->n_disks + 1, sizeof(DomainDiskDef));
+        if (!def->name || !def->description || (d->current && !def->parent) || !def->state || !def->disks ||
+            !def->domain.name || !def->domain.disks)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < j->n_disks; i++) {
+                DiskPlan *p = &j->disks[i];
+                SnapshotDiskDef *sd = &def->disks[def->n_disks++];
+                DomainDiskDef *dd = &def->domain.disks[def->domain.n_disks++];
+
+                sd->target = strdup(p->target);
+                sd->location = p->location;
+                if (p->location == SNAPSHOT_LOCATION_EXTERNAL) {
+                        sd->file = strdup(p->overlay);
+                        sd->format = strdup("qcow2");
+                        if (!sd->file || !sd->format)
+                                return -ENOMEM;
+                }
+                dd->target = strdup(p->target);
+                dd->file = strdup(p->base_file);
+                dd->format = strdup(p->base_format);
+                dd->node_name = strdup(p->top_node);
+                if (!sd->target || !dd->target || !dd->file || !dd->format || !dd->node_name)
+                        return -ENOMEM;
+        }
+
+        *ret = TAKE_PTR(def);
+        return 0;
+}
+
+static void job_metadata(CreateJob *j) {
+        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+        Domain *d = j->domain;
+        Manager *m = d->manager;
+        Snapshot *s = NULL;
+        int r;
+
+        job_progress(j, "metadata", 0, 0);
+
+        if (j->req.flags & SNAPSHOT_CREATE_NO_METADATA) {
+                log_info("Domain '%s': took snapshot '%s' without metadata.", domain_name(d), j->req.name);
+                job_progress(j, "done", 0, 0);
+                return job_finish(j, "/");
+        }
+
+        r = build_def(j, &def);
+        if (r >= 0) {
+                def->current = true;
+                r = snapshot_store_save(m->state_dir, domain_name(d), def);
+        }
+        if (r >= 0) {
+                def->current = false; /* domain_set_current() below sets it again */
+                r = snapshot_new(&s, d, TAKE_PTR(def));
+        }
+        if (r >= 0) {
+                r = domain_add_snapshot(d, s);
+                if (r < 0)
+                        snapshot_free(s);
+        }
+        if (r < 0) {
+                /* The guest already writes to the overlays, so they stay; say exactly that. */
+                (void) snapshot_store_remove(m->state_dir, domain_name(d), j->req.name);
+                (void) sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_FAILED,
+                                         "The disks were snapshotted but the snapshot record could not be written to '%s': %s",
+                                         m->state_dir, strerror(-r));
+                log_error("Domain '%s': %s", domain_name(d), j->error.message);
+                return job_finish(j, NULL);
+        }
+
+        s->parent = d->current;
+        (void) sd_bus_emit_object_added(m->bus, s->path);
+        if (s->parent)
+                (void) sd_bus_emit_properties_changed(m->bus, s->parent->path, SNAPSHOT_IFACE_SNAPSHOT, "Children", NULL);
+        r = domain_set_current(d, s);
+        if (r < 0)
+                log_warning_errno(r, "Domain '%s': cannot record '%s' as the current snapshot: %m", domain_name(d), snapshot_name(s));
+        (void) manager_send_snapshot_created(m, d->path, s->path);
+
+        log_info("Domain '%s': snapshot '%s' created (%zu disk(s)%s).", domain_name(d), snapshot_name(s),
+                 j->n_disks, j->quiesced ? ", quiesced" : "");
+        job_progress(j, "done", 0, 0);
+        job_finish(j, s->path);
+}
+
+/* ---- the forward path ---- */
+
+static void job_next(CreateJob *j) {
+        if (j->undoing)
+                return;
+
+        switch (j->step) {
+        case STEP_INSPECT_BLOCK:
+                job_progress(j, "validate", 0, 0);
+                return job_qmp(j, "query-block", NULL, on_inspect_block);
+        case STEP_INSPECT_MEMORY:
+                return job_qmp(j, "query-memory-size-summary", NULL, on_inspect_memory);
+        case STEP_INSPECT_CPUS:
+                return job_qmp(j, "query-cpus-fast", NULL, on_inspect_cpus);
+        case STEP_CHECK_AGENT:
+                if (!j->plan.quiesce)
+                        return on_check_agent(j, NULL, NULL);
+                return job_agent(j, "guest-ping", AGENT_PING_TIMEOUT_USEC, on_check_agent);
+        case STEP_PREPARE:
+                return job_prepare_next(j);
+        case STEP_FREEZE:
+                if (!j->plan.quiesce) {
+                        j->step = STEP_PAUSE;
+                        return job_next(j);
+                }
+                job_progress(j, "quiesce", 0, 0);
+                j->freeze_sent = true;
+                return job_agent(j, "guest-fsfreeze-freeze", AGENT_FREEZE_TIMEOUT_USEC, on_freeze);
+        case STEP_PAUSE:
+                if (!j->plan.pause || j->domain->state != DOMAIN_STATE_RUNNING) {
+                        j->step = STEP_SNAPSHOT;
+                        return job_next(j);
+                }
+                job_progress(j, "pause", 0, 0);
+                return job_qmp(j, "stop", NULL, on_pause);
+        case STEP_SNAPSHOT:
+                job_progress(j, "disks", 0, j->n_disks);
+                if (j->plan.use_transaction)
+                        return job_qmp(j, "transaction", json_pack("{s:o}", "actions", transaction_actions(j)), on_snapshot);
+                /* No transaction: one disk at a time, with the guest paused by rule 5 when there
+                 * are several. */
+                for (size_t i = 0; i < j->n_disks; i++)
+                        if (j->disks[i].location == SNAPSHOT_LOCATION_EXTERNAL)
+                                return job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                "This QEMU lacks 'transaction' with 'blockdev-snapshot'");
+                return on_snapshot(j, NULL, NULL);
+        case STEP_THAW:
+                if (!j->freeze_sent) {
+                        j->step = STEP_RESUME;
+                        return job_next(j);
+                }
+                job_progress(j, "thaw", 0, 0);
+                return job_agent(j, "guest-fsfreeze-thaw", AGENT_FREEZE_TIMEOUT_USEC, on_thaw);
+        case STEP_RESUME:
+                if (j->plan.halt) {
+                        job_progress(j, "resume", 0, 0);
+                        return job_qmp(j, "quit", NULL, on_resume);
+                }
+                if (!j->paused || !j->was_running) {
+                        j->step = STEP_METADATA;
+                        return job_next(j);
+                }
+                job_progress(j, "resume", 0, 0);
+                return job_qmp(j, "cont", NULL, on_resume);
+        case STEP_METADATA:
+                return job_metadata(j);
+        case STEP_DONE:
+                return;
+        }
+}
+
+/* ---- the undo path: every step runs, whatever the last one did ---- */
+
+enum {
+        UNDO_WAIT_CREATE,
+        UNDO_THAW,
+        UNDO_RESUME,
+        UNDO_NODES,
+        UNDO_FILES,
+        UNDO_REPLY,
+};
+
+static void on_undo_reply(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err && err->error != -ECONNRESET && err->error != -ENOTCONN)
+                log_warning("Domain '%s': undoing snapshot '%s': %s", domain_name(j->domain), j->req.name,
+                            err->desc ?: strerror(-err->error));
+        job_undo_next(j);
+}
+
+static void job_undo_next(CreateJob *j) {
+        Domain *d = j->domain;
+
+        for (;;) {
+                switch (j->undo_step) {
+                case UNDO_WAIT_CREATE:
+                        j->undo_step++;
+                        j->waiting_event = false;
+                        (void) sd_event_source_set_enabled(j->event_timer, SD_EVENT_OFF);
+                        /* A blockdev-create job still running would hold the file node: cancel
+                         * it and drop it; QEMU refuses the node removal otherwise. */
+                        if (j->disk_cursor < j->n_disks && j->step == STEP_PREPARE &&
+                            IN_SET2(j->prepare_step, PREPARE_CREATE, PREPARE_QUERY_CREATE) &&
+                            j->disks[j->disk_cursor].create_job_id) {
+                                json_t *args = json_pack("{s:s}", "id", j->disks[j->disk_cursor].create_job_id);
+
+                                (void) qmp_call(d->qmp, "job-cancel", json_incref(args), -1, 0, NULL, NULL, NULL);
+                                (void) qmp_call(d->qmp, "job-dismiss", args, -1, 0, NULL, NULL, NULL);
+                        }
+                        continue;
+
+                case UNDO_THAW:
+                        j->undo_step++;
+                        if (j->freeze_sent) {
+                                j->freeze_sent = false;
+                                job_progress(j, "thaw", 0, 0);
+                                return job_agent(j, "guest-fsfreeze-thaw", AGENT_FREEZE_TIMEOUT_USEC, on_undo_reply);
+                        }
+                        continue;
+
+                case UNDO_RESUME:
+                        j->undo_step++;
+                        if (j->paused && j->was_running) {
+                                j->paused = false;
+                                job_progress(j, "resume", 0, 0);
+                                return job_qmp(j, "cont", NULL, on_undo_reply);
+                        }
+                        continue;
+
+                case UNDO_NODES:
+                        /* Newest first: the format node holds the file node. */
+                        if (j->committed) {
+                                j->undo_step++;
+                                continue;
+                        }
+                        for (size_t i = j->n_disks; i > 0; i--) {
+                                DiskPlan *p = &j->disks[i - 1];
+
+                                if (p->fmt_node_added) {
+                                        p->fmt_node_added = false;
+                                        return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", p->fmt_node),
+                                                       on_undo_reply);
+                                }
+                                if (p->file_node_added) {
+                                        p->file_node_added = false;
+                                        return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", p->file_node),
+                                                       on_undo_reply);
+                                }
+                        }
+                        j->undo_step++;
+                        continue;
+
+                case UNDO_FILES:
+                        j->undo_step++;
+                        if (j->committed)
+                                continue;
+                        for (size_t i = 0; i < j->n_disks; i++) {
+                                DiskPlan *p = &j->disks[i];
+
+                                if (p->file_created && unlink(p->overlay) < 0 && errno != ENOENT)
+                                        log_warning("Domain '%s': cannot remove overlay '%s': %m", domain_name(d), p->overlay);
+                                p->file_created = false;
+                        }
+                        continue;
+
+                case UNDO_REPLY:
+                default:
+                        log_info("Domain '%s': snapshot '%s' rolled back.", domain_name(d), j->req.name);
+                        job_progress(j, "done", 0, 0);
+                        return job_finish(j, NULL);
+                }
+        }
+}
+
+int create_job_start(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bus_error *error) {
+        CreateJob *j;
+        uint32_t tag;
+        struct timespec ts;
+
+        if (!qmp_is_connected(d->qmp))
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
+                                         "Domain '%s' is %s: its QEMU is not connected", domain_name(d),
+                                         domain_state_to_string(d->state));
+
+        j = calloc(1, sizeof(CreateJob));
+        if (!j)
+                return -ENOMEM;
+        j->domain = d;
+        j->request = sd_bus_message_ref(m);
+        j->req = *req;
+        *req = (CreateRequest) {};
+
+        if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
+                tag = (uint32_t) rand();
+        snprintf(j->tag, sizeof(j->tag), "%08x", tag);
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        j->creation_usec = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+
+        d->job = j;
+        (void) domain_emit_changed(d, "Job", NULL);
+
+        j->step = STEP_INSPECT_BLOCK;
+        job_next(j);
+        return 1;
+}
+

@@ -62,15 +62,10 @@ static inline int streq_ptr(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
+#define IN_SET2(x, a, b) ((x) == (a) || (x) == (b))
 #define isempty(s) (!(s) || !*(s))
 
-/* libxml2 and jansson cleanup helpers, only when their headers are in. */
-#ifdef JANSSON_H
-static inline void json_decrefp(json_t **j) {
-        if (*j)
-                json_decref(*j);
-}
-#endif
+/* libxml2 cleanup helper, only when its header is in. (jansson ships json_decrefp itself.) */
 #ifdef __XML_TREE_H__
 static inline void xmlFreeDocp(xmlDoc **d) {
         if (*d)

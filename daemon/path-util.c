@@ -1,1 +1,221 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "path-util.h"
+
+static bool utf8_is_valid(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        while (*p) {
+                size_t n;
+                uint32_t cp;
+
+                if (*p < 0x80) {
+                        p++;
+                        continue;
+                }
+                if ((*p & 0xE0) == 0xC0) {
+                        n = 1;
+                        cp = *p & 0x1F;
+                } else if ((*p & 0xF0) == 0xE0) {
+                        n = 2;
+                        cp = *p & 0x0F;
+                } else if ((*p & 0xF8) == 0xF0) {
+                        n = 3;
+                        cp = *p & 0x07;
+                } else
+                        return false;
+                for (size_t i = 1; i <= n; i++) {
+                        if ((p[i] & 0xC0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i] & 0x3F);
+                }
+                /* overlong forms, surrogates, beyond Unicode */
+                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+                    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
+bool snapshot_name_is_valid(const char *name) {
+        size_t len;
+
+        if (isempty(name))
+                return false;
+        len = strlen(name);
+        if (len > SNAPSHOT_NAME_MAX)
+                return false;
+        if (name[0] == '.')
+                return false;
+        for (const char *p = name; *p; p++)
+                if (*p == '/' || (unsigned char) *p < 0x20 || *p == 0x7F)
+                        return false;
+        return utf8_is_valid(name);
+}
+
+int image_path_resolve(const char *images_dir, const char *spec, const char *default_name, char **ret) {
+        _cleanup_free_ char *joined = NULL;
+        const char *rel;
+        size_t dlen;
+
+        if (isempty(images_dir) || images_dir[0] != '/')
+                return -EINVAL;
+        if (isempty(spec))
+                spec = default_name;
+        if (isempty(spec))
+                return -EINVAL;
+
+        for (const char *p = spec; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7F)
+                        return -EINVAL;
+
+        dlen = strlen(images_dir);
+        while (dlen > 1 && images_dir[dlen - 1] == '/')
+                dlen--;
+
+        if (spec[0] == '/') {
+                if (strncmp(spec, images_dir, dlen) != 0 || spec[dlen] != '/')
+                        return -EINVAL;
+                rel = spec + dlen + 1;
+        } else
+                rel = spec;
+
+        /* Every component below the image dir must be a plain name. */
+        if (isempty(rel))
+                return -EINVAL;
+        for (const char *c = rel; *c; ) {
+                size_t n = strcspn(c, "/");
+
+                if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+                        return -EINVAL;
+                c += n;
+                if (*c == '/') {
+                        c++;
+                        if (!*c)
+                                return -EINVAL; /* trailing slash: a directory */
+                }
+        }
+
+        if (asprintf(&joined, "%.*s/%s", (int) dlen, images_dir, rel) < 0)
+                return -ENOMEM;
+        if (strlen(joined) >= PATH_MAX)
+                return -ENAMETOOLONG;
+
+        *ret = TAKE_PTR(joined);
+        return 0;
+}
+
+static const char *path_below(const char *images_dir, const char *path) {
+        size_t dlen = strlen(images_dir);
+
+        while (dlen > 1 && images_dir[dlen - 1] == '/')
+                dlen--;
+        if (strncmp(path, images_dir, dlen) != 0 || path[dlen] != '/')
+                return NULL;
+        return path + dlen + 1;
+}
+
+static int openat_beneath(int dirfd, const char *rel, int flags, mode_t mode) {
+        struct open_how how = {
+                .flags = (uint64_t) (flags | O_NOFOLLOW | O_CLOEXEC),
+                .mode = (flags & O_CREAT) ? mode : 0,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        int fd;
+
+        fd = (int) syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+        if (fd >= 0)
+                return fd;
+        if (errno != ENOSYS)
+                return -errno;
+
+        /* Old kernel: refuse any subdirectory rather than walk it unsafely. */
+        if (strchr(rel, '/'))
+                return -EOPNOTSUPP;
+        fd = openat(dirfd, rel, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+        return fd < 0 ? -errno : fd;
+}
+
+int image_file_create(const char *images_dir, const char *path) {
+        _cleanup_close_ int dirfd = -1;
+        const char *rel;
+        int fd;
+
+        rel = path_below(images_dir, path);
+        if (!rel)
+                return -EINVAL;
+
+        dirfd = open(images_dir, O_DIRECTORY | O_PATH | O_CLOEXEC);
+        if (dirfd < 0)
+                return -errno;
+
+        fd = openat_beneath(dirfd, rel, O_CREAT | O_EXCL | O_RDWR, 0600);
+        if (fd == -ELOOP || fd == -EXDEV)
+                return -EPERM;
+        return fd;
+}
+
+int image_file_open_existing(const char *images_dir, const char *path) {
+        _cleanup_close_ int dirfd = -1, fd = -1;
+        struct stat st;
+        const char *rel;
+
+        rel = path_below(images_dir, path);
+        if (!rel)
+                return -EINVAL;
+
+        dirfd = open(images_dir, O_DIRECTORY | O_PATH | O_CLOEXEC);
+        if (dirfd < 0)
+                return -errno;
+
+        /* O_NONBLOCK so that a FIFO planted there cannot hang us before the type check. */
+        fd = openat_beneath(dirfd, rel, O_RDWR | O_NONBLOCK, 0);
+        if (fd == -ELOOP || fd == -EXDEV)
+                return -EPERM;
+        if (fd < 0)
+                return fd;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EPERM;
+        if (st.st_uid != geteuid())
+                return -EPERM;
+
+        return TAKE_FD(fd);
+}
+
+int mkdir_p(const char *path, unsigned mode) {
+        _cleanup_free_ char *p = NULL;
+
+        if (isempty(path))
+                return -EINVAL;
+        p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+
+        for (char *s = p + 1; *s; s++) {
+                if (*s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}

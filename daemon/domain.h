@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A domain: one QEMU that snapshotd snapshots, its QMP and agent connections, its state, its
+ * snapshots and the one job that may run on it. */
+#pragma once
+
+#include <stdbool.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "agent.h"
+#include "domain-config.h"
+#include "qmp.h"
+#include "snapshot-rules.h"
+
+typedef struct Manager Manager;
+typedef struct Snapshot Snapshot;
+typedef struct CreateJob CreateJob;
+
+typedef struct Domain {
+        Manager *manager;
+        DomainConfig *config;
+        char *path;                     /* bus object path */
+
+        bool runtime;                   /* registered over the bus, not from the config dir */
+
+        Qmp *qmp;
+        Agent *agent;
+        DomainState state;
+        bool has_agent;
+        sd_event_source *reconnect_timer;
+        unsigned reconnect_attempt;
+
+        Snapshot **snapshots;
+        size_t n_snapshots;
+        Snapshot *current;
+
+        CreateJob *job;                 /* at most one job at a time */
+} Domain;
+
+int domain_new(Domain **ret, Manager *m, DomainConfig *config /* taken */);
+Domain *domain_free(Domain *d);
+static inline void domain_freep(Domain **d) {
+        if (*d)
+                domain_free(*d);
+}
+
+const char *domain_name(Domain *d);
+/* Starts connecting to QEMU; reconnects by itself when QEMU goes away. */
+int domain_start(Domain *d);
+/* Loads the domain's snapshots from the state dir and links the tree. Returns the number of
+ * unreadable files skipped (the caller logs). */
+int domain_load_snapshots(Domain *d);
+
+Snapshot *domain_find_snapshot(Domain *d, const char *name);
+int domain_add_snapshot(Domain *d, Snapshot *s);
+void domain_remove_snapshot(Domain *d, Snapshot *s);
+/* Snapshots below from (NULL: the whole forest) that pass the SNAPSHOT_LIST_* filters, parents
+ * before children; recurse false: direct children only. */
+int domain_list_snapshots(Domain *d, const Snapshot *from, uint64_t flags, bool recurse, Snapshot ***ret, size_t *ret_n);
+/* Moves the current-snapshot mark (s may be NULL) and persists the change of both records. */
+int domain_set_current(Domain *d, Snapshot *s);
+
+void domain_set_state(Domain *d, DomainState state);
+void domain_set_has_agent(Domain *d, bool b);
+const char *domain_job_name(Domain *d);
+
+/* Bus side (domain-dbus.c) */
+extern const sd_bus_vtable domain_vtable[];
+int domain_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found, sd_bus_error *error);
+int domain_emit_changed(Domain *d, const char *property, ...);
+int domain_send_progress(Domain *d, const char *job, const char *phase, uint64_t processed, uint64_t remaining, uint64_t total);
