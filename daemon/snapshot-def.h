@@ -3,6 +3,7 @@
  * snapshot-store.c turns it into libvirt's XML and back; the daemon's Snapshot objects own one. */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
