@@ -1,1 +1,783 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/tree.h>
+
+#include "xml-util.h"
+#include "macro.h"
+#include "path-util.h"
+#include "snapshot-store.h"
+
+/* What libvirt's schema accepts in <state>. */
+static const char *const snapshot_states[] = {
+        "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "disk-snapshot",
+};
+
+static bool snapshot_state_is_valid(const char *s) {
+        for (size_t i = 0; i < ELEMENTSOF(snapshot_states); i++)
+                if (streq(snapshot_states[i], s))
+                        return true;
+        return false;
+}
+
+/* ---- format ---------------------------------------------------------------------------- */
+
+static bool snapshot_def_strings_valid(const SnapshotDef *def) {
+        const char *top[] = { def->name, def->description, def->parent, def->state,
+                              def->memory_file, def->domain.name };
+
+        for (size_t i = 0; i < ELEMENTSOF(top); i++)
+                if (!xml_string_is_valid(top[i]))
+                        return false;
+        for (size_t i = 0; i < def->n_disks; i++)
+                if (!xml_string_is_valid(def->disks[i].target) ||
+                    !xml_string_is_valid(def->disks[i].file) ||
+                    !xml_string_is_valid(def->disks[i].format))
+                        return false;
+        for (size_t i = 0; i < def->domain.n_disks; i++)
+                if (!xml_string_is_valid(def->domain.disks[i].target) ||
+                    !xml_string_is_valid(def->domain.disks[i].file) ||
+                    !xml_string_is_valid(def->domain.disks[i].format) ||
+                    !xml_string_is_valid(def->domain.disks[i].node_name))
+                        return false;
+        return true;
+}
+
+/* libxml2's tree calls only fail on OOM; they return NULL then. */
+static xmlNode *add_text(xmlNode *parent, xmlNs *ns, const char *name, const char *text) {
+        return xmlNewTextChild(parent, ns, BAD_CAST name, BAD_CAST text);
+}
+
+static int add_text_u64(xmlNode *parent, xmlNs *ns, const char *name, uint64_t v) {
+        char buf[32];
+
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64, v);
+        return add_text(parent, ns, name, buf) ? 0 : -ENOMEM;
+}
+
+static int set_prop(xmlNode *n, const char *name, const char *value) {
+        return xmlSetProp(n, BAD_CAST name, BAD_CAST value) ? 0 : -ENOMEM;
+}
+
+static int format_disks(xmlNode *root, const SnapshotDef *def) {
+        xmlNode *disks;
+
+        if (def->n_disks == 0)
+                return 0;
+
+        disks = add_text(root, NULL, "disks", NULL);
+        if (!disks)
+                return -ENOMEM;
+        for (size_t i = 0; i < def->n_disks; i++) {
+                const SnapshotDiskDef *d = &def->disks[i];
+                xmlNode *disk;
+
+                if (isempty(d->target))
+                        return -EINVAL;
+                disk = add_text(disks, NULL, "disk", NULL);
+                if (!disk)
+                        return -ENOMEM;
+                if (set_prop(disk, "name", d->target) < 0)
+                        return -ENOMEM;
+                if (d->location != SNAPSHOT_LOCATION_DEFAULT &&
+                    set_prop(disk, "snapshot", snapshot_location_to_string(d->location)) < 0)
+                        return -ENOMEM;
+
+                /* libvirt's schema allows a source and driver only for external disks. */
+                if (!IN_SET2(d->location, SNAPSHOT_LOCATION_DEFAULT, SNAPSHOT_LOCATION_EXTERNAL))
+                        continue;
+                if (d->file && set_prop(disk, "type", "file") < 0)
+                        return -ENOMEM;
+                if (d->format) {
+                        xmlNode *driver;
+
+                        driver = add_text(disk, NULL, "driver", NULL);
+                        if (!driver || set_prop(driver, "type", d->format) < 0)
+                                return -ENOMEM;
+                }
+                if (d->file) {
+                        xmlNode *source;
+
+                        source = add_text(disk, NULL, "source", NULL);
+                        if (!source || set_prop(source, "file", d->file) < 0)
+                                return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+static int format_domain(xmlNode *root, const DomainDef *dom) {
+        xmlNode *domain, *n, *os, *devices;
+        char buf[32];
+
+        if (!dom->name)
+                return 0;
+
+        domain = add_text(root, NULL, "domain", NULL);
+        if (!domain || set_prop(domain, "type", "qemu") < 0)
+                return -ENOMEM;
+        if (!add_text(domain, NULL, "name", dom->name))
+                return -ENOMEM;
+
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64, dom->memory_kib);
+        n = add_text(domain, NULL, "memory", buf);
+        if (!n || set_prop(n, "unit", "KiB") < 0)
+                return -ENOMEM;
+        if (add_text_u64(domain, NULL, "vcpu", dom->vcpus) < 0)
+                return -ENOMEM;
+
+        os = add_text(domain, NULL, "os", NULL);
+        if (!os)
+                return -ENOMEM;
+        n = add_text(os, NULL, "type", "hvm");
+        if (!n || set_prop(n, "arch", "x86_64") < 0)
+                return -ENOMEM;
+
+        devices = add_text(domain, NULL, "devices", NULL);
+        if (!devices)
+                return -ENOMEM;
+        for (size_t i = 0; i < dom->n_disks; i++) {
+                const DomainDiskDef *d = &dom->disks[i];
+                xmlNode *disk;
+
+                if (isempty(d->target))
+                        return -EINVAL;
+                disk = add_text(devices, NULL, "disk", NULL);
+                if (!disk || set_prop(disk, "type", "file") < 0 || set_prop(disk, "device", "disk") < 0)
+                        return -ENOMEM;
+                n = add_text(disk, NULL, "driver", NULL);
+                if (!n || set_prop(n, "name", "qemu") < 0)
+                        return -ENOMEM;
+                if (d->format && set_prop(n, "type", d->format) < 0)
+                        return -ENOMEM;
+                if (d->file) {
+                        n = add_text(disk, NULL, "source", NULL);
+                        if (!n || set_prop(n, "file", d->file) < 0)
+                                return -ENOMEM;
+                }
+                n = add_text(disk, NULL, "target", NULL);
+                if (!n || set_prop(n, "dev", d->target) < 0 || set_prop(n, "bus", "virtio") < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* What libvirt has no place for, in one element of our namespace inside <cookie>. */
+static int format_cookie(xmlNode *root, const SnapshotDef *def) {
+        xmlNode *cookie, *ours;
+        xmlNs *ns;
+
+        cookie = add_text(root, NULL, "cookie", NULL);
+        if (!cookie)
+                return -ENOMEM;
+        ours = add_text(cookie, NULL, "snapshotd", NULL);
+        if (!ours)
+                return -ENOMEM;
+        ns = xmlNewNs(ours, BAD_CAST SNAPSHOTD_XML_NS, NULL);
+        if (!ns)
+                return -ENOMEM;
+        xmlSetNs(ours, ns);
+
+        if (add_text_u64(ours, ns, "creation-time", def->creation_usec) < 0)
+                return -ENOMEM;
+        if (!add_text(ours, ns, "quiesced", def->quiesced ? "yes" : "no"))
+                return -ENOMEM;
+        for (size_t i = 0; i < def->domain.n_disks; i++) {
+                const DomainDiskDef *d = &def->domain.disks[i];
+                xmlNode *disk;
+                char idx[32];
+
+                if (!d->node_name)
+                        continue;
+                disk = add_text(ours, ns, "disk", NULL);
+                (void) snprintf(idx, sizeof(idx), "%zu", i);
+                if (!disk || set_prop(disk, "index", idx) < 0 ||
+                    set_prop(disk, "target", d->target) < 0 ||
+                    set_prop(disk, "node-name", d->node_name) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+int snapshot_xml_format(const SnapshotDef *def, char **ret) {
+        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
+        xmlNode *root, *n;
+        int r;
+
+        if (!def || !ret)
+                return -EINVAL;
+        if (!snapshot_def_strings_valid(def))
+                return -EINVAL;
+        if (def->state && !snapshot_state_is_valid(def->state))
+                return -EINVAL;
+        if (def->memory < 0 || def->memory >= _SNAPSHOT_LOCATION_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < def->n_disks; i++)
+                if (def->disks[i].location < 0 || def->disks[i].location >= _SNAPSHOT_LOCATION_MAX)
+                        return -EINVAL;
+
+        doc = xmlNewDoc(BAD_CAST "1.0");
+        if (!doc)
+                return -ENOMEM;
+        root = xmlNewDocNode(doc, NULL, BAD_CAST "domainsnapshot", NULL);
+        if (!root)
+                return -ENOMEM;
+        xmlDocSetRootElement(doc, root);
+
+        if (def->name && !add_text(root, NULL, "name", def->name))
+                return -ENOMEM;
+        /* NULL and "" differ: no element vs. an empty one. */
+        if (def->description && !add_text(root, NULL, "description", def->description))
+                return -ENOMEM;
+        if (def->state && !add_text(root, NULL, "state", def->state))
+                return -ENOMEM;
+        if (def->parent) {
+                n = add_text(root, NULL, "parent", NULL);
+                if (!n || !add_text(n, NULL, "name", def->parent))
+                        return -ENOMEM;
+        }
+        r = add_text_u64(root, NULL, "creationTime", def->creation_usec / USEC_PER_SEC);
+        if (r < 0)
+                return r;
+
+        if (def->memory != SNAPSHOT_LOCATION_DEFAULT || def->memory_file) {
+                n = add_text(root, NULL, "memory", NULL);
+                if (!n)
+                        return -ENOMEM;
+                if (def->memory != SNAPSHOT_LOCATION_DEFAULT &&
+                    set_prop(n, "snapshot", snapshot_location_to_string(def->memory)) < 0)
+                        return -ENOMEM;
+                /* The schema has a file only for external memory. */
+                if (def->memory_file && IN_SET2(def->memory, SNAPSHOT_LOCATION_DEFAULT, SNAPSHOT_LOCATION_EXTERNAL) &&
+                    set_prop(n, "file", def->memory_file) < 0)
+                        return -ENOMEM;
+        }
+
+        r = format_disks(root, def);
+        if (r < 0)
+                return r;
+
+        if (def->current && !add_text(root, NULL, "active", "1"))
+                return -ENOMEM;
+
+        r = format_domain(root, &def->domain);
+        if (r < 0)
+                return r;
+
+        r = format_cookie(root, def);
+        if (r < 0)
+                return r;
+
+        return xml_doc_format(doc, ret);
+}
+
+/* ---- parse ----------------------------------------------------------------------------- */
+
+static char *strip(char *s) {
+        char *e;
+
+        s += strspn(s, " \t\r\n");
+        e = s + strlen(s);
+        while (e > s && strchr(" \t\r\n", e[-1]))
+                *--e = 0;
+        return s;
+}
+
+static int child_u64(const xmlNode *parent, const char *name, uint64_t *ret) {
+        _cleanup_free_ char *t = NULL;
+        int r;
+
+        r = xml_child_text(parent, name, &t);
+        if (r < 0)
+                return r;
+        r = xml_parse_u64(strip(t), ret);
+        return r < 0 ? -EINVAL : 0;
+}
+
+static int attr_location(const xmlNode *n, SnapshotLocation *ret) {
+        _cleanup_free_ char *s = NULL;
+        SnapshotLocation l;
+        int r;
+
+        r = xml_attr(n, "snapshot", &s);
+        if (r == -ENOENT) {
+                *ret = SNAPSHOT_LOCATION_DEFAULT;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        l = snapshot_location_from_string(s);
+        /* "" is our spelling of "not said", never a value in XML. */
+        if (l < 0 || l == SNAPSHOT_LOCATION_DEFAULT)
+                return -EINVAL;
+        *ret = l;
+        return 0;
+}
+
+/* libvirt's scaled integers: b/bytes, k/KiB = 1024, KB = 1000, and so on up to E. */
+static int parse_memory_kib(const xmlNode *n, uint64_t *ret) {
+        _cleanup_free_ char *text = NULL, *unit = NULL;
+        uint64_t v, scale = 1024, base = 1024;
+        const char *u;
+        int r;
+
+        r = xml_node_text(n, &text);
+        if (r < 0)
+                return r;
+        r = xml_parse_u64(strip(text), &v);
+        if (r < 0)
+                return -EINVAL;
+
+        r = xml_attr(n, "unit", &unit);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        u = unit ? unit : "KiB";
+        if (strcasecmp(u, "b") == 0 || strcasecmp(u, "bytes") == 0)
+                scale = 1;
+        else {
+                const char *p = strchr("kmgtpe", u[0] | 0x20);
+                unsigned power;
+
+                if (!p || !u[0])
+                        return -EINVAL;
+                power = p - "kmgtpe" + 1;
+                if (u[1] == 0 || strcasecmp(u + 1, "ib") == 0)
+                        base = 1024;
+                else if (strcasecmp(u + 1, "b") == 0)
+                        base = 1000;
+                else
+                        return -EINVAL;
+                scale = 1;
+                for (unsigned i = 0; i < power; i++)
+                        scale *= base;
+        }
+        if (v != 0 && scale > UINT64_MAX / v)
+                return -ERANGE;
+        v *= scale;
+        /* Round up to whole KiB, as libvirt does. */
+        *ret = v / 1024 + (v % 1024 != 0);
+        return 0;
+}
+
+static int parse_snapshot_disks(const xmlNode *root, SnapshotDef *def) {
+        const xmlNode *disks;
+        size_t n;
+        int r;
+
+        disks = xml_child(root, "disks");
+        n = xml_count_children(disks, "disk");
+        if (n == 0)
+                return 0;
+        def->disks = calloc(n, sizeof(SnapshotDiskDef));
+        if (!def->disks)
+                return -ENOMEM;
+
+        for (xmlNode *e = xml_child(disks, "disk"); e; e = xml_next_named(e)) {
+                SnapshotDiskDef *d = &def->disks[def->n_disks++];
+                xmlNode *source;
+
+                r = xml_attr(e, "name", &d->target);
+                if (r < 0)
+                        return r == -ENOENT ? -EINVAL : r;
+                r = attr_location(e, &d->location);
+                if (r < 0)
+                        return r;
+
+                source = xml_child(e, "source");
+                if (source) {
+                        r = xml_attr(source, "file", &d->file);
+                        if (r == -ENOENT)
+                                r = xml_attr(source, "dev", &d->file);
+                        if (r < 0 && r != -ENOENT)
+                                return r;
+                }
+                r = xml_attr(xml_child(e, "driver"), "type", &d->format);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+        return 0;
+}
+
+static int parse_domain(const xmlNode *root, DomainDef *dom) {
+        const xmlNode *domain, *devices, *n;
+        size_t k = 0;
+        int r;
+
+        domain = xml_child(root, "domain");
+        /* libvirt also writes <domain><uuid/></domain> alone: nothing for us then. */
+        if (!domain || !xml_child(domain, "name"))
+                return 0;
+
+        r = xml_child_text(domain, "name", &dom->name);
+        if (r < 0)
+                return r;
+
+        n = xml_child(domain, "memory");
+        if (n) {
+                r = parse_memory_kib(n, &dom->memory_kib);
+                if (r < 0)
+                        return r;
+        }
+
+        if (xml_child(domain, "vcpu")) {
+                uint64_t v;
+
+                r = child_u64(domain, "vcpu", &v);
+                if (r < 0)
+                        return r;
+                if (v > UINT_MAX)
+                        return -ERANGE;
+                dom->vcpus = v;
+        }
+
+        devices = xml_child(domain, "devices");
+        for (xmlNode *e = xml_child(devices, "disk"); e; e = xml_next_named(e))
+                k++;
+        if (k == 0)
+                return 0;
+        dom->disks = calloc(k, sizeof(DomainDiskDef));
+        if (!dom->disks)
+                return -ENOMEM;
+
+        for (xmlNode *e = xml_child(devices, "disk"); e; e = xml_next_named(e)) {
+                _cleanup_free_ char *device = NULL;
+                DomainDiskDef *d;
+                xmlNode *source;
+
+                /* CD-ROMs and floppies are not snapshotted. */
+                r = xml_attr(e, "device", &device);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                if (device && !streq(device, "disk"))
+                        continue;
+
+                d = &dom->disks[dom->n_disks++];
+                r = xml_attr(xml_child(e, "target"), "dev", &d->target);
+                if (r < 0)
+                        return r == -ENOENT ? -EINVAL : r;
+                source = xml_child(e, "source");
+                if (source) {
+                        r = xml_attr(source, "file", &d->file);
+                        if (r == -ENOENT)
+                                r = xml_attr(source, "dev", &d->file);
+                        if (r < 0 && r != -ENOENT)
+                                return r;
+                }
+                r = xml_attr(xml_child(e, "driver"), "type", &d->format);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+        return 0;
+}
+
+static xmlNode *ns_child(const xmlNode *parent, const char *name) {
+        if (!parent)
+                return NULL;
+        for (xmlNode *c = parent->children; c; c = c->next)
+                if (xml_node_is_ns(c, name, SNAPSHOTD_XML_NS))
+                        return c;
+        return NULL;
+}
+
+static int parse_cookie(const xmlNode *root, SnapshotDef *def) {
+        _cleanup_free_ char *t = NULL;
+        const xmlNode *ours, *n;
+        int r;
+
+        ours = ns_child(xml_child(root, "cookie"), "snapshotd");
+        if (!ours)
+                return 0;
+
+        n = ns_child(ours, "creation-time");
+        if (n) {
+                uint64_t usec;
+
+                r = xml_node_text(n, &t);
+                if (r < 0)
+                        return r;
+                r = xml_parse_u64(strip(t), &usec);
+                if (r < 0)
+                        return -EINVAL;
+                def->creation_usec = usec;
+                free(t);
+                t = NULL;
+        }
+
+        n = ns_child(ours, "quiesced");
+        if (n) {
+                const char *s;
+
+                r = xml_node_text(n, &t);
+                if (r < 0)
+                        return r;
+                s = strip(t);
+                if (streq(s, "yes"))
+                        def->quiesced = true;
+                else if (streq(s, "no"))
+                        def->quiesced = false;
+                else
+                        return -EINVAL;
+        }
+
+        for (xmlNode *c = ours->children; c; c = c->next) {
+                _cleanup_free_ char *idx = NULL, *target = NULL, *node = NULL;
+                uint64_t i;
+
+                if (!xml_node_is_ns(c, "disk", SNAPSHOTD_XML_NS))
+                        continue;
+                if (xml_attr(c, "index", &idx) < 0 || xml_attr(c, "target", &target) < 0 ||
+                    xml_attr(c, "node-name", &node) < 0)
+                        return -EINVAL;
+                r = xml_parse_u64(idx, &i);
+                if (r < 0)
+                        return -EINVAL;
+                /* Someone may have edited the <domain> section: only a disk that still sits
+                 * at that index under that target gets the node name. */
+                if (i >= def->domain.n_disks || !streq_ptr(def->domain.disks[i].target, target))
+                        continue;
+                free(def->domain.disks[i].node_name);
+                def->domain.disks[i].node_name = TAKE_PTR(node);
+        }
+        return 0;
+}
+
+int snapshot_xml_parse(const char *xml, size_t size, SnapshotDef **ret) {
+        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
+        _cleanup_free_ char *active = NULL;
+        xmlNode *root, *n;
+        int r;
+
+        if (!xml || !ret)
+                return -EINVAL;
+
+        r = xml_parse_safe(xml, size, SNAPSHOT_XML_MAX_SIZE, &doc);
+        if (r < 0)
+                return r;
+        root = xmlDocGetRootElement(doc);
+        if (!xml_node_is(root, "domainsnapshot"))
+                return -EINVAL;
+
+        def = calloc(1, sizeof(SnapshotDef));
+        if (!def)
+                return -ENOMEM;
+
+        r = xml_child_text(root, "name", &def->name);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = xml_child_text(root, "description", &def->description);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = xml_child_text(root, "state", &def->state);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (def->state && !snapshot_state_is_valid(def->state))
+                return -EINVAL;
+
+        n = xml_child(root, "parent");
+        if (n) {
+                r = xml_child_text(n, "name", &def->parent);
+                if (r < 0)
+                        return r == -ENOENT ? -EINVAL : r;
+        }
+
+        if (xml_child(root, "creationTime")) {
+                uint64_t sec;
+
+                r = child_u64(root, "creationTime", &sec);
+                if (r < 0)
+                        return r;
+                if (sec > UINT64_MAX / USEC_PER_SEC)
+                        return -EINVAL;
+                def->creation_usec = sec * USEC_PER_SEC;
+        }
+
+        n = xml_child(root, "memory");
+        if (n) {
+                r = attr_location(n, &def->memory);
+                if (r < 0)
+                        return r;
+                r = xml_attr(n, "file", &def->memory_file);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+
+        r = parse_snapshot_disks(root, def);
+        if (r < 0)
+                return r;
+
+        r = xml_child_text(root, "active", &active);
+        if (r >= 0) {
+                const char *s = strip(active);
+
+                if (streq(s, "1"))
+                        def->current = true;
+                else if (!streq(s, "0"))
+                        return -EINVAL;
+        } else if (r != -ENOENT)
+                return r;
+
+        r = parse_domain(root, &def->domain);
+        if (r < 0)
+                return r;
+
+        /* Last: the cookie refines what the plain libvirt elements said. */
+        r = parse_cookie(root, def);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(def);
+        return 0;
+}
+
+/* ---- store ----------------------------------------------------------------------------- */
+
+static int store_dir(const char *state_dir, const char *domain, char **ret) {
+        if (isempty(state_dir) || !snapshot_name_is_valid(domain))
+                return -EINVAL;
+        return asprintf(ret, "%s/snapshots/%s", state_dir, domain) < 0 ? -ENOMEM : 0;
+}
+
+static int store_filename(const char *name, char **ret) {
+        if (!snapshot_name_is_valid(name))
+                return -EINVAL;
+        /* A valid name may be 255 bytes; with ".xml" it would not fit a file name. */
+        if (strlen(name) + strlen(".xml") > NAME_MAX)
+                return -ENAMETOOLONG;
+        return asprintf(ret, "%s.xml", name) < 0 ? -ENOMEM : 0;
+}
+
+int snapshot_store_save(const char *state_dir, const char *domain, const SnapshotDef *def) {
+        _cleanup_free_ char *dir = NULL, *filename = NULL, *xml = NULL;
+        int r;
+
+        if (!def)
+                return -EINVAL;
+        r = store_dir(state_dir, domain, &dir);
+        if (r < 0)
+                return r;
+        r = store_filename(def->name, &filename);
+        if (r < 0)
+                return r;
+        r = snapshot_xml_format(def, &xml);
+        if (r < 0)
+                return r;
+        r = xml_mkdir_p(dir, 0700);
+        if (r < 0)
+                return r;
+        return xml_file_write_atomic(dir, filename, xml, strlen(xml));
+}
+
+int snapshot_store_remove(const char *state_dir, const char *domain, const char *name) {
+        _cleanup_free_ char *dir = NULL, *filename = NULL;
+        int r;
+
+        r = store_dir(state_dir, domain, &dir);
+        if (r < 0)
+                return r;
+        r = store_filename(name, &filename);
+        if (r < 0)
+                return r;
+        return xml_file_remove(dir, filename);
+}
+
+static void snapshot_def_array_free(SnapshotDef **a, size_t n) {
+        if (!a)
+                return;
+        for (size_t i = 0; i < n; i++)
+                snapshot_def_free(a[i]);
+        free(a);
+}
+
+int snapshot_store_load(const char *state_dir, const char *domain,
+                        SnapshotDef ***ret, size_t *ret_n, size_t *ret_n_bad) {
+        _cleanup_free_ char *dir = NULL;
+        SnapshotDef **list = NULL;
+        size_t n = 0, n_alloc = 0, n_bad = 0;
+        struct dirent *de;
+        DIR *d;
+        int r;
+
+        if (!ret || !ret_n)
+                return -EINVAL;
+        r = store_dir(state_dir, domain, &dir);
+        if (r < 0)
+                return r;
+
+        d = opendir(dir);
+        if (!d) {
+                if (errno != ENOENT)
+                        return -errno;
+                *ret = NULL;
+                *ret_n = 0;
+                if (ret_n_bad)
+                        *ret_n_bad = 0;
+                return 0;
+        }
+
+        while ((errno = 0, de = readdir(d))) {
+                _cleanup_free_ char *buf = NULL, *expected = NULL;
+                SnapshotDef *def = NULL;
+                size_t size, len;
+
+                /* Hidden files include our own ".tmp-XXXXXX" leftovers of a crash. */
+                if (de->d_name[0] == '.')
+                        continue;
+                len = strlen(de->d_name);
+                if (len <= 4 || !streq(de->d_name + len - 4, ".xml"))
+                        continue;
+
+                r = xml_file_read(dirfd(d), de->d_name, SNAPSHOT_XML_MAX_SIZE, &buf, &size);
+                if (r == -ENOMEM)
+                        goto fail;
+                if (r >= 0)
+                        r = snapshot_xml_parse(buf, size, &def);
+                if (r == -ENOMEM)
+                        goto fail;
+                /* A file whose name does not match the snapshot inside is as good as corrupt:
+                 * saving or removing by name would not find it. */
+                if (r >= 0 && (store_filename(def->name, &expected) < 0 || !streq(expected, de->d_name)))
+                        r = -EINVAL;
+                if (r < 0) {
+                        snapshot_def_free(def);
+                        n_bad++;
+                        continue;
+                }
+
+                if (n + 1 >= n_alloc) {
+                        size_t na = n_alloc ? n_alloc * 2 : 8;
+                        SnapshotDef **nl = realloc(list, na * sizeof(SnapshotDef *));
+                        if (!nl) {
+                                snapshot_def_free(def);
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                        list = nl;
+                        n_alloc = na;
+                }
+                list[n++] = def;
+                list[n] = NULL;
+        }
+        if (errno != 0) {
+                r = -errno;
+                goto fail;
+        }
+        closedir(d);
+
+        *ret = list;
+        *ret_n = n;
+        if (ret_n_bad)
+                *ret_n_bad = n_bad;
+        return 0;
+
+fail:
+        closedir(d);
+        snapshot_def_array_free(list, n);
+        return r;
+}

@@ -1,1 +1,472 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libxml/globals.h>
+#include <libxml/parser.h>
+#include <libxml/parserInternals.h>
+#include <libxml/tree.h>
+#include <libxml/xmlerror.h>
+#include <libxml/xmlsave.h>
+
+#include "xml-util.h"
+#include "macro.h"
+
+typedef struct ParseGuard {
+        bool refused;           /* a DOCTYPE or an entity showed up */
+} ParseGuard;
+
+static void parse_guard_refuse(void *ctx) {
+        xmlParserCtxt *ctxt = ctx;
+        ParseGuard *g = ctxt->_private;
+
+        g->refused = true;
+        xmlStopParser(ctxt);
+}
+
+/* Any DOCTYPE stops the parser before its internal subset is read: entity declarations
+ * (billion laughs) and external identifiers (SYSTEM "file:///...") never get a chance. */
+static void guard_internal_subset(void *ctx, const xmlChar *name, const xmlChar *external_id,
+                                  const xmlChar *system_id) {
+        parse_guard_refuse(ctx);
+}
+
+static void guard_entity_decl(void *ctx, const xmlChar *name, int type, const xmlChar *public_id,
+                              const xmlChar *system_id, xmlChar *content) {
+        parse_guard_refuse(ctx);
+}
+
+static void guard_unparsed_entity_decl(void *ctx, const xmlChar *name, const xmlChar *public_id,
+                                       const xmlChar *system_id, const xmlChar *notation) {
+        parse_guard_refuse(ctx);
+}
+
+/* Only called for references to entities other than the five predefined ones. */
+static xmlEntity *guard_get_entity(void *ctx, const xmlChar *name) {
+        parse_guard_refuse(ctx);
+        return NULL;
+}
+
+static void guard_reference(void *ctx, const xmlChar *name) {
+        parse_guard_refuse(ctx);
+}
+
+static xmlParserInput *guard_resolve_entity(void *ctx, const xmlChar *public_id, const xmlChar *system_id) {
+        parse_guard_refuse(ctx);
+        return NULL;
+}
+
+static void silent_structured_error(void *user_data, xmlErrorPtr error) {
+        /* Errors become our return value; the caller decides whether to log. */
+}
+
+static int tree_check(const xmlNode *n) {
+        for (; n; n = n->next) {
+                int r;
+
+                switch (n->type) {
+                case XML_ENTITY_REF_NODE:
+                case XML_ENTITY_NODE:
+                case XML_ENTITY_DECL:
+                case XML_DTD_NODE:
+                case XML_DOCUMENT_TYPE_NODE:
+                case XML_NOTATION_NODE:
+                case XML_XINCLUDE_START:
+                case XML_XINCLUDE_END:
+                        return -EINVAL;
+                default:
+                        break;
+                }
+                if (n->type == XML_ELEMENT_NODE) {
+                        r = tree_check(n->children);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+int xml_parse_safe(const char *data, size_t size, size_t max_size, xmlDoc **ret) {
+        xmlStructuredErrorFunc saved_handler;
+        void *saved_context;
+        xmlParserCtxt *ctxt;
+        ParseGuard guard = {};
+        xmlDoc *doc;
+        bool well_formed;
+        int r;
+
+        if (!data || !ret)
+                return -EINVAL;
+        if (max_size > INT_MAX)
+                max_size = INT_MAX;
+        if (size > max_size)
+                return -EFBIG;
+
+        xmlInitParser();
+
+        ctxt = xmlNewParserCtxt();
+        if (!ctxt)
+                return -ENOMEM;
+
+        ctxt->_private = &guard;
+        ctxt->sax->internalSubset = guard_internal_subset;
+        ctxt->sax->externalSubset = guard_internal_subset;
+        ctxt->sax->entityDecl = guard_entity_decl;
+        ctxt->sax->unparsedEntityDecl = guard_unparsed_entity_decl;
+        ctxt->sax->getEntity = guard_get_entity;
+        ctxt->sax->getParameterEntity = guard_get_entity;
+        ctxt->sax->reference = guard_reference;
+        ctxt->sax->resolveEntity = guard_resolve_entity;
+        ctxt->sax->serror = silent_structured_error;
+
+        /* The per-context handler covers the parser; errors raised without a context
+         * (encoding, I/O) go to the thread's structured handler, so swap that too and
+         * put it back, leaving no global state behind. */
+        saved_handler = xmlStructuredError;
+        saved_context = xmlStructuredErrorContext;
+        xmlSetStructuredErrorFunc(NULL, silent_structured_error);
+
+        /* No XML_PARSE_NOENT (never substitute), no DTDLOAD/DTDATTR, no XINCLUDE, no HUGE. */
+        doc = xmlCtxtReadMemory(ctxt, data, (int) size, NULL, NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        well_formed = ctxt->wellFormed;
+
+        xmlSetStructuredErrorFunc(saved_context, saved_handler);
+        xmlFreeParserCtxt(ctxt);
+
+        if (!doc)
+                return guard.refused || !well_formed ? -EINVAL : -ENOMEM;
+        if (guard.refused || !well_formed || doc->intSubset || doc->extSubset || !xmlDocGetRootElement(doc)) {
+                xmlFreeDoc(doc);
+                return -EINVAL;
+        }
+        r = tree_check(doc->children);
+        if (r < 0) {
+                xmlFreeDoc(doc);
+                return r;
+        }
+
+        *ret = doc;
+        return 0;
+}
+
+bool xml_node_is(const xmlNode *n, const char *name) {
+        return n && n->type == XML_ELEMENT_NODE && !n->ns && xmlStrEqual(n->name, BAD_CAST name);
+}
+
+bool xml_node_is_ns(const xmlNode *n, const char *name, const char *ns) {
+        return n && n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
+                xmlStrEqual(n->ns->href, BAD_CAST ns) && xmlStrEqual(n->name, BAD_CAST name);
+}
+
+xmlNode *xml_child(const xmlNode *parent, const char *name) {
+        if (!parent)
+                return NULL;
+        for (xmlNode *c = parent->children; c; c = c->next)
+                if (xml_node_is(c, name))
+                        return c;
+        return NULL;
+}
+
+xmlNode *xml_next_named(const xmlNode *n) {
+        if (!n)
+                return NULL;
+        for (xmlNode *c = n->next; c; c = c->next)
+                if (xml_node_is(c, (const char *) n->name))
+                        return c;
+        return NULL;
+}
+
+size_t xml_count_children(const xmlNode *parent, const char *name) {
+        size_t k = 0;
+
+        for (xmlNode *c = xml_child(parent, name); c; c = xml_next_named(c))
+                k++;
+        return k;
+}
+
+static int xml_strdup(xmlChar *x, char **ret) {
+        char *s;
+
+        s = strdup(x ? (const char *) x : "");
+        xmlFree(x);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int xml_node_text(const xmlNode *n, char **ret) {
+        if (!n)
+                return -ENOENT;
+        return xml_strdup(xmlNodeGetContent(n), ret);
+}
+
+int xml_child_text(const xmlNode *parent, const char *name, char **ret) {
+        return xml_node_text(xml_child(parent, name), ret);
+}
+
+int xml_attr(const xmlNode *n, const char *name, char **ret) {
+        xmlChar *v;
+
+        if (!n)
+                return -ENOENT;
+        if (!xmlHasNsProp(n, BAD_CAST name, NULL))
+                return -ENOENT;
+        v = xmlGetNoNsProp(n, BAD_CAST name);
+        if (!v)
+                return -ENOMEM;
+        return xml_strdup(v, ret);
+}
+
+int xml_parse_u64(const char *s, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (isempty(s))
+                return -EINVAL;
+        for (const char *p = s; *p; p++) {
+                unsigned d;
+
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                d = *p - '0';
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        return 0;
+}
+
+bool xml_string_is_valid(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        if (!s)
+                return true;
+        while (*p) {
+                uint32_t cp;
+                size_t n;
+
+                if (*p < 0x80) {
+                        if (*p < 0x20 && !IN_SET2(*p, '\t', '\n') && *p != '\r')
+                                return false;
+                        p++;
+                        continue;
+                }
+                if ((*p & 0xE0) == 0xC0) {
+                        n = 1;
+                        cp = *p & 0x1F;
+                } else if ((*p & 0xF0) == 0xE0) {
+                        n = 2;
+                        cp = *p & 0x0F;
+                } else if ((*p & 0xF8) == 0xF0) {
+                        n = 3;
+                        cp = *p & 0x07;
+                } else
+                        return false;
+                for (size_t i = 1; i <= n; i++) {
+                        if ((p[i] & 0xC0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i] & 0x3F);
+                }
+                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+                    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF || cp == 0xFFFE || cp == 0xFFFF)
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
+int xml_doc_format(xmlDoc *doc, char **ret) {
+        xmlBuffer *buf;
+        xmlSaveCtxt *save;
+        char *s = NULL;
+        long k;
+
+        buf = xmlBufferCreate();
+        if (!buf)
+                return -ENOMEM;
+        save = xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_FORMAT | XML_SAVE_NO_DECL);
+        if (!save) {
+                xmlBufferFree(buf);
+                return -ENOMEM;
+        }
+        k = xmlSaveDoc(save, doc);
+        /* Files end in a newline; libxml2 leaves it off without the declaration. */
+        if (xmlSaveClose(save) >= 0 && k >= 0) {
+                const char *c = (const char *) xmlBufferContent(buf);
+                int len = xmlBufferLength(buf);
+
+                if (asprintf(&s, "%s%s", c, len > 0 && c[len - 1] == '\n' ? "" : "\n") < 0)
+                        s = NULL;
+        }
+        xmlBufferFree(buf);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static int fsync_dir(const char *dir) {
+        _cleanup_close_ int fd = -1;
+
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                return -errno;
+        return 0;
+}
+
+int xml_file_write_atomic(const char *dir, const char *filename, const char *data, size_t size) {
+        _cleanup_free_ char *tmp = NULL, *final = NULL;
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        if (isempty(dir) || isempty(filename) || strchr(filename, '/') || !data)
+                return -EINVAL;
+        if (asprintf(&tmp, "%s/.tmp-XXXXXX", dir) < 0)
+                return -ENOMEM;
+        if (asprintf(&final, "%s/%s", dir, filename) < 0)
+                return -ENOMEM;
+
+        /* mkostemp: O_CREAT|O_EXCL, mode 0600. */
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+
+        for (size_t done = 0; done < size;) {
+                ssize_t n = write(fd, data + done, size - done);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                done += n;
+        }
+        if (fsync(fd) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (close(TAKE_FD(fd)) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (rename(tmp, final) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        /* The rename is only durable once the directory is. */
+        return fsync_dir(dir);
+
+fail:
+        (void) unlink(tmp);
+        return r;
+}
+
+int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0, alloc;
+        struct stat st;
+
+        /* O_NONBLOCK so a FIFO planted in the directory cannot hang us before fstat(). */
+        fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if ((uint64_t) st.st_size > max_size)
+                return -EFBIG;
+
+        alloc = (size_t) st.st_size + 2;
+        buf = malloc(alloc);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n;
+
+                if (size + 1 >= alloc) {
+                        char *nb;
+
+                        if (size > max_size)
+                                return -EFBIG;
+                        alloc = alloc * 2;
+                        nb = realloc(buf, alloc);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                }
+                n = read(fd, buf + size, alloc - size - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                size += n;
+        }
+        if (size > max_size)
+                return -EFBIG;
+        buf[size] = 0;
+
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+int xml_mkdir_p(const char *path, unsigned mode) {
+        _cleanup_free_ char *p = NULL;
+        struct stat st;
+
+        if (isempty(path))
+                return -EINVAL;
+        p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+
+        for (char *s = p + 1;; s++) {
+                bool end = *s == 0;
+
+                if (!end && *s != '/')
+                        continue;
+                *s = 0;
+                if (mkdir(p, mode) < 0) {
+                        if (errno != EEXIST)
+                                return -errno;
+                        if (stat(p, &st) < 0)
+                                return -errno;
+                        if (!S_ISDIR(st.st_mode))
+                                return -ENOTDIR;
+                }
+                if (end)
+                        break;
+                *s = '/';
+        }
+        return 0;
+}
+
+int xml_file_remove(const char *dir, const char *filename) {
+        _cleanup_free_ char *path = NULL;
+
+        if (isempty(dir) || isempty(filename) || strchr(filename, '/'))
+                return -EINVAL;
+        if (asprintf(&path, "%s/%s", dir, filename) < 0)
+                return -ENOMEM;
+        if (unlink(path) < 0)
+                return -errno;
+        return fsync_dir(dir);
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The one way snapshotd reads XML: bounded size, no DTD, no entities, no network, no
+ * output on stderr. Plus small tree helpers and the atomic file write both stores share.
+ * Never logs. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <libxml/tree.h>
+
+/* Include this (or libxml/tree.h) before macro.h: macro.h then provides xmlFreeDocp. */
+
+/* Parses data[0..size) into a tree. -EFBIG when size > max_size; -EINVAL when the document
+ * is not well-formed, has a DOCTYPE (internal or external subset), declares or references
+ * an entity other than the five predefined ones, or needs the network. -ENOMEM on OOM.
+ * Parser messages never reach stderr. */
+int xml_parse_safe(const char *data, size_t size, size_t max_size, xmlDoc **ret);
+
+/* True when n is an element named name in no namespace. */
+bool xml_node_is(const xmlNode *n, const char *name);
+/* True when n is an element named name in namespace ns. */
+bool xml_node_is_ns(const xmlNode *n, const char *name, const char *ns);
+
+/* First element child of parent named name (no namespace), or NULL. */
+xmlNode *xml_child(const xmlNode *parent, const char *name);
+/* Next element sibling after n with the same name (no namespace), or NULL. For
+ * "for (xmlNode *d = xml_child(p, "disk"); d; d = xml_next_named(d))". */
+xmlNode *xml_next_named(const xmlNode *n);
+/* Number of element children of parent named name (to refuse duplicates). */
+size_t xml_count_children(const xmlNode *parent, const char *name);
+
+/* Text content of an element (all text below it, concatenated), malloc()ed. */
+int xml_node_text(const xmlNode *n, char **ret);
+/* Text of the first child element named name: -ENOENT when there is no such child. */
+int xml_child_text(const xmlNode *parent, const char *name, char **ret);
+/* Attribute value (no namespace), malloc()ed: -ENOENT when absent. */
+int xml_attr(const xmlNode *n, const char *name, char **ret);
+/* Decimal unsigned integer without sign, spaces or junk: -EINVAL / -ERANGE. */
+int xml_parse_u64(const char *s, uint64_t *ret);
+
+/* True when s is valid UTF-8 made only of characters XML 1.0 can carry (no control
+ * characters other than tab, newline and carriage return). Formatters refuse other strings
+ * with -EINVAL, since the document would not parse back. NULL is valid. */
+bool xml_string_is_valid(const char *s);
+
+/* Serializes doc (indented, UTF-8, no XML declaration) into a NUL-terminated malloc()ed
+ * string. */
+int xml_doc_format(xmlDoc *doc, char **ret);
+
+/* Writes data into dir/filename atomically: a 0600 temporary file created with O_EXCL in
+ * dir (named ".tmp-XXXXXX", so directory loaders skip it), write, fsync, rename, fsync dir.
+ * dir must exist. */
+int xml_file_write_atomic(const char *dir, const char *filename, const char *data, size_t size);
+/* Reads a regular file (not following a symlink in the last component) relative to dirfd
+ * (AT_FDCWD allowed). -EFBIG when it holds more than max_size bytes. The buffer is
+ * NUL-terminated; *ret_size excludes the NUL. */
+int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size);
+/* mkdir -p path; components created with mode. */
+int xml_mkdir_p(const char *path, unsigned mode);
+/* Unlinks dir/filename and fsyncs dir. -ENOENT when it does not exist. */
+int xml_file_remove(const char *dir, const char *filename);
