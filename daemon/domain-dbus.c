@@ -14,6 +14,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "path-util.h"
+#include "polkit.h"
 #include "snapshot-store.h"
 #include "snapshot.h"
 
@@ -93,6 +94,12 @@ static int property_get_managed(sd_bus *bus, const char *path, const char *inter
 
 /* Checks shared by both create methods, then hands over to the job. */
 static int domain_create(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bus_error *error) {
+        int r;
+
+        r = bus_authorize(m, SNAPSHOT_ACTION_CREATE, domain_name(d), req->name, error);
+        if (r <= 0)
+                return r;
+
         if (isempty(req->name)) {
                 struct timespec ts;
 
@@ -264,7 +271,11 @@ static int method_lookup_snapshot(sd_bus_message *m, void *userdata, sd_bus_erro
 
 static int method_abort_job(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Domain *d = userdata;
+        int r;
 
+        r = bus_authorize(m, SNAPSHOT_ACTION_CREATE, domain_name(d), NULL, error);
+        if (r <= 0)
+                return r;
         if (!d->job)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID, "No job runs on domain '%s'",
                                          domain_name(d));
@@ -286,6 +297,9 @@ static int method_start_stop(sd_bus_message *m, void *userdata, sd_bus_error *er
         if (flags & ~(uint64_t) (start ? 0 : SNAPSHOT_STOP_ALL))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%llx",
                                          (unsigned long long) flags);
+        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, domain_name(d), NULL, error);
+        if (r <= 0)
+                return r;
         return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                  "Domain '%s' is attached (its QEMU was started elsewhere): snapshotd cannot %s it",
                                  domain_name(d), start ? "start" : "stop");
@@ -302,31 +316,31 @@ const sd_bus_vtable domain_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("CreateSnapshot",
                                 SD_BUS_ARGS("s", name, "s", description, "a{sv}", options),
                                 SD_BUS_RESULT("o", snapshot),
-                                method_create_snapshot, 0),
+                                method_create_snapshot, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("CreateSnapshotXML",
                                 SD_BUS_ARGS("s", xml, "t", flags),
                                 SD_BUS_RESULT("o", snapshot),
-                                method_create_snapshot_xml, 0),
+                                method_create_snapshot_xml, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListSnapshots",
                                 SD_BUS_ARGS("t", flags),
                                 SD_BUS_RESULT("ao", snapshots),
-                                method_list_snapshots, 0),
+                                method_list_snapshots, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("LookupSnapshot",
                                 SD_BUS_ARGS("s", name),
                                 SD_BUS_RESULT("o", snapshot),
-                                method_lookup_snapshot, 0),
+                                method_lookup_snapshot, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("AbortJob",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_NO_RESULT,
-                                method_abort_job, 0),
+                                method_abort_job, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Start",
                                 SD_BUS_ARGS("t", flags),
                                 SD_BUS_NO_RESULT,
-                                method_start_stop, 0),
+                                method_start_stop, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Stop",
                                 SD_BUS_ARGS("t", flags),
                                 SD_BUS_NO_RESULT,
-                                method_start_stop, 0),
+                                method_start_stop, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("Progress",
                                 SD_BUS_ARGS("s", job, "s", phase, "t", processed, "t", remaining, "t", total),
                                 0),

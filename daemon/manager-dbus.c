@@ -12,6 +12,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "path-util.h"
+#include "polkit.h"
 #include "snapshot.h"
 
 static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -136,6 +137,9 @@ static int method_register_domain(sd_bus_message *m, void *userdata, sd_bus_erro
 
         if (!snapshot_name_is_valid(name))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT, "Invalid domain name '%s'", name);
+        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, name, NULL, error);
+        if (r <= 0)
+                return r;
         if (qmp_socket[0] != '/')
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
                                          "QMP socket must be an absolute path, not '%s'", qmp_socket);
@@ -188,6 +192,9 @@ static int method_unregister_domain(sd_bus_message *m, void *userdata, sd_bus_er
         if (r < 0)
                 return r;
 
+        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, name, NULL, error);
+        if (r <= 0)
+                return r;
         d = manager_find_domain(mgr, name);
         if (!d)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_NO_SUCH_DOMAIN, "No domain '%s'", name);
@@ -212,6 +219,10 @@ static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
         Manager *mgr = userdata;
         int r;
 
+        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, NULL, NULL, error);
+        if (r <= 0)
+                return r;
+
         r = manager_load_config(mgr);
         if (r < 0)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot read config directory '%s': %s",
@@ -225,23 +236,23 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("ListDomains",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_RESULT("ao", domains),
-                                method_list_domains, 0),
+                                method_list_domains, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetDomain",
                                 SD_BUS_ARGS("s", name),
                                 SD_BUS_RESULT("o", domain),
-                                method_get_domain, 0),
+                                method_get_domain, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("RegisterDomain",
                                 SD_BUS_ARGS("s", name, "s", qmp_socket, "a{sv}", options),
                                 SD_BUS_RESULT("o", domain),
-                                method_register_domain, 0),
+                                method_register_domain, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("UnregisterDomain",
                                 SD_BUS_ARGS("s", name),
                                 SD_BUS_NO_RESULT,
-                                method_unregister_domain, 0),
+                                method_unregister_domain, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_NO_RESULT,
-                                method_reload, 0),
+                                method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("SnapshotCreated", SD_BUS_ARGS("o", domain, "o", snapshot), 0),
         SD_BUS_SIGNAL_WITH_ARGS("SnapshotDeleted", SD_BUS_ARGS("o", domain, "s", name), 0),
         SD_BUS_SIGNAL_WITH_ARGS("SnapshotReverted", SD_BUS_ARGS("o", domain, "o", snapshot), 0),

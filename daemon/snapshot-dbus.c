@@ -9,6 +9,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "polkit.h"
 #include "snapshot-store.h"
 #include "snapshot.h"
 
@@ -187,6 +188,9 @@ static int method_revert(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (flags & ~(uint64_t) SNAPSHOT_REVERT_ALL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown revert flags 0x%llx",
                                          (unsigned long long) flags);
+        r = bus_authorize(m, SNAPSHOT_ACTION_REVERT, domain_name(s->domain), snapshot_name(s), error);
+        if (r <= 0)
+                return r;
         return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                  "Reverting to snapshot '%s' needs a managed domain, and domain '%s' is attached",
                                  snapshot_name(s), domain_name(s->domain));
@@ -277,6 +281,9 @@ static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (flags & ~(uint64_t) SNAPSHOT_DELETE_ALL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown delete flags 0x%llx",
                                          (unsigned long long) flags);
+        r = bus_authorize(m, SNAPSHOT_ACTION_DELETE, domain_name(d), snapshot_name(s), error);
+        if (r <= 0)
+                return r;
         if ((flags & SNAPSHOT_DELETE_CHILDREN) && (flags & SNAPSHOT_DELETE_CHILDREN_ONLY))
                 return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                         "Flags 'children' and 'children-only' cannot be combined");
@@ -319,18 +326,18 @@ const sd_bus_vtable snapshot_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("GetXMLDesc",
                                 SD_BUS_ARGS("t", flags),
                                 SD_BUS_RESULT("s", xml),
-                                method_get_xml_desc, 0),
+                                method_get_xml_desc, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListChildren",
                                 SD_BUS_ARGS("t", flags),
                                 SD_BUS_RESULT("ao", children),
-                                method_list_children, 0),
+                                method_list_children, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Revert",
                                 SD_BUS_ARGS("t", flags),
                                 SD_BUS_NO_RESULT,
-                                method_revert, 0),
+                                method_revert, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Delete",
                                 SD_BUS_ARGS("t", flags),
                                 SD_BUS_NO_RESULT,
-                                method_delete, 0),
+                                method_delete, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END
 };
