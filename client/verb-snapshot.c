@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* list, dumpxml, info, current: the read-only views of a domain's snapshots. */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client-bus.h"
+#include "client-objects.h"
+#include "client-output.h"
+#include "snapshot-bus.h"
+#include "snapshotctl.h"
+
+const VerbOption list_options[] = {
+        { "tree",        NULL, "Show the snapshots as a tree of parents and children" },
+        { "json",        NULL, "Print a JSON array with every property of each snapshot" },
+        { "name",        NULL, "Print only the names" },
+        { "parent",      NULL, "Add a column with each snapshot's parent" },
+        { "roots",       NULL, "Only snapshots without a parent",          SNAPSHOT_LIST_ROOTS       },
+        { "leaves",      NULL, "Only snapshots without children",          SNAPSHOT_LIST_LEAVES      },
+        { "no-leaves",   NULL, "Only snapshots with children",             SNAPSHOT_LIST_NO_LEAVES   },
+        { "metadata",    NULL, "Only snapshots with metadata",             SNAPSHOT_LIST_METADATA    },
+        { "no-metadata", NULL, "Only snapshots without metadata",          SNAPSHOT_LIST_NO_METADATA },
+        { "inactive",    NULL, "Only snapshots of a shut-off domain",      SNAPSHOT_LIST_INACTIVE    },
+        { "active",      NULL, "Only snapshots of a running domain (with memory)", SNAPSHOT_LIST_ACTIVE },
+        { "disk-only",   NULL, "Only disk-only snapshots",                 SNAPSHOT_LIST_DISK_ONLY   },
+        { "internal",    NULL, "Only internal snapshots",                  SNAPSHOT_LIST_INTERNAL    },
+        { "external",    NULL, "Only external snapshots",                  SNAPSHOT_LIST_EXTERNAL    },
+        { "topological", NULL, "Parents before children, in snapshotd's order", SNAPSHOT_LIST_TOPOLOGICAL },
+        {}
+};
+
+const VerbOption dumpxml_options[] = {
+        { "security-info", NULL, "Include security-sensitive information", SNAPSHOT_XML_SECURE },
+        {}
+};
+
+const VerbOption info_options[] = {
+        { "json", NULL, "Print a JSON object with every property" },
+        {}
+};
+
+const VerbOption current_options[] = {
+        { "name",          NULL, "Print only the name, not the XML" },
+        { "security-info", NULL, "Include security-sensitive information in the XML", SNAPSHOT_XML_SECURE },
+        {}
+};
+
+int check_list(const VerbArgs *a) {
+        unsigned views = verb_has(a, "tree") + verb_has(a, "json") + verb_has(a, "name");
+
+        if (views > 1)
+                return log_usage("--tree, --json and --name exclude each other.");
+        if (verb_has(a, "parent") && views > 0)
+                return log_usage("--parent adds a column to the table; it goes with neither --tree, --json nor --name.");
+        return 0;
+}
+
+typedef struct SnapshotList {
+        SnapshotInfo *items;
+        size_t n;
+} SnapshotList;
+
+static void snapshot_list_done(SnapshotList *l) {
+        for (size_t i = 0; i < l->n; i++)
+                snapshot_info_done(l->items + i);
+        free(l->items);
+        *l = (SnapshotList) {};
+}
+
+static int snapshot_compare_name(const void *a, const void *b) {
+        const SnapshotInfo *x = a, *y = b;
+
+        return strcmp(x->name ?: "", y->name ?: "");
+}
+
+static ssize_t snapshot_list_find(const SnapshotList *l, const char *path) {
+        for (size_t i = 0; i < l->n; i++)
+                if (streq(l->items[i].path, path))
+                        return (ssize_t) i;
+        return -1;
+}
+
+static int snapshot_list_load(sd_bus *bus, const char *domain, uint64_t flags, bool json, SnapshotList *ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *domain_path = NULL;
+        _cleanup_strv_free_ char **paths = NULL;
+        SnapshotList l = {};
+        size_t n = 0;
+        int r;
+
+        r = bus_get_domain(bus, domain, &domain_path);
+        if (r < 0)
+                return r;
+
+        r = bus_call_method(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "ListSnapshots",
+                            CALL_TIMEOUT_DEFAULT, &error, &reply, "t", flags);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to list snapshots of domain '%s'", domain);
+
+        r = bus_read_strv(reply, "ao", &paths);
+        if (r < 0)
+                return log_error_errno(r, "Failed to parse ListSnapshots reply: %m");
+
+        while (paths[n])
+                n++;
+        l.items = calloc(n + 1, sizeof(SnapshotInfo));
+        if (!l.items)
+                return log_error_errno(ENOMEM, "Out of memory.");
+
+        for (size_t i = 0; paths[i]; i++) {
+                r = snapshot_info_load(bus, paths[i], json, /* missing_ok= */ true, l.items + l.n);
+                if (r == -ENOENT)
+                        continue;       /* deleted since ListSnapshots */
+                if (r < 0) {
+                        snapshot_list_done(&l);
+                        return r;
+                }
+                l.n++;
+        }
+
+        /* virsh sorts by name; --topological keeps snapshotd's parents-first order. */
+        if (!(flags & SNAPSHOT_LIST_TOPOLOGICAL))
+                qsort(l.items, l.n, sizeof(SnapshotInfo), snapshot_compare_name);
+
+        *ret = l;
+        return 0;
+}
+
+/* Draws
+ *
+ *   root
+ *     |
+ *     +- child
+ *     |   |
+ *     |   +- grandchild
+ *     |
+ *     +- other-child
+ *
+ * A snapshot whose parent is not in the list (filtered out) is drawn as a root. */
+static void print_subtree(const SnapshotList *l, const ssize_t *parents, size_t node, char *prefix, size_t prefix_len) {
+        size_t last = SIZE_MAX;
+
+        for (size_t i = 0; i < l->n; i++)
+                if (parents[i] == (ssize_t) node)
+                        last = i;
+        if (last == SIZE_MAX)
+                return;
+
+        for (size_t i = 0; i < l->n; i++) {
+                if (parents[i] != (ssize_t) node)
+                        continue;
+
+                printf("%.*s|\n", (int) prefix_len, prefix);
+                printf("%.*s+- %s\n", (int) prefix_len, prefix, l->items[i].name ?: "-");
+
+                /* The child's own children hang below it; the bar continues only when
+                 * more siblings follow. */
+                memcpy(prefix + prefix_len, i == last ? "    " : "|   ", 4);
+                print_subtree(l, parents, i, prefix, prefix_len + 4);
+        }
+}
+
+static int print_tree(const SnapshotList *l) {
+        _cleanup_free_ ssize_t *parents = NULL;
+        _cleanup_free_ char *prefix = NULL;
+        bool first = true;
+
+        parents = calloc(l->n + 1, sizeof(ssize_t));
+        /* Depth is at most n, four columns per level, plus the root's two. */
+        prefix = malloc(4 * l->n + 3);
+        if (!parents || !prefix)
+                return log_error_errno(ENOMEM, "Out of memory.");
+
+        for (size_t i = 0; i < l->n; i++)
+                parents[i] = l->items[i].parent ? snapshot_list_find(l, l->items[i].parent) : -1;
+
+        for (size_t i = 0; i < l->n; i++) {
+                if (parents[i] >= 0)
+                        continue;
+
+                if (!first)
+                        putchar('\n');
+                first = false;
+
+                printf("%s\n", l->items[i].name ?: "-");
+                memcpy(prefix, "  ", 2);
+                print_subtree(l, parents, i, prefix, 2);
+        }
+        return 0;
+}
+
+static int print_table(sd_bus *bus, const SnapshotList *l, bool with_parent) {
+        _cleanup_(table_freep) Table *table = NULL;
+        int r;
+
+        if (with_parent)
+                r = table_new(&table, 4, "Name", "Creation Time", "State", "Parent");
+        else
+                r = table_new(&table, 3, "Name", "Creation Time", "State");
+        if (r < 0)
+                return log_error_errno(r, "Out of memory.");
+
+        for (size_t i = 0; i < l->n; i++) {
+                const SnapshotInfo *s = l->items + i;
+                _cleanup_free_ char *parent = NULL;
+                char created[64];
+                ssize_t k;
+
+                if (format_timestamp(s->creation_time, created, sizeof(created)) < 0)
+                        strcpy(created, "-");
+
+                if (with_parent) {
+                        k = s->parent ? snapshot_list_find(l, s->parent) : -1;
+                        if (k >= 0)
+                                parent = strdup(l->items[k].name);
+                        else {
+                                /* Filtered out of the list, or none at all. */
+                                r = snapshot_name_of(bus, s->parent, &parent);
+                                if (r < 0)
+                                        return r;
+                        }
+                        r = table_add_row(table, s->name, created, s->state, parent);
+                } else
+                        r = table_add_row(table, s->name, created, s->state);
+                if (r < 0)
+                        return log_error_errno(r, "Out of memory.");
+        }
+
+        table_print(table);
+        return 0;
+}
+
+int verb_list(sd_bus *bus, const VerbArgs *a) {
+        _cleanup_(snapshot_list_done) SnapshotList l = {};
+        bool json = verb_has(a, "json");
+        int r;
+
+        r = snapshot_list_load(bus, a->args[0], verb_flags(a), json, &l);
+        if (r < 0)
+                return r;
+
+        if (json) {
+                _cleanup_(json_decrefp) json_t *array = json_array();
+
+                if (!array)
+                        return log_error_errno(ENOMEM, "Out of memory.");
+                for (size_t i = 0; i < l.n; i++)
+                        if (json_array_append(array, l.items[i].json) < 0)
+                                return log_error_errno(ENOMEM, "Out of memory.");
+                r = json_print(array);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to format JSON: %m");
+                return 0;
+        }
+
+        if (verb_has(a, "name")) {
+                for (size_t i = 0; i < l.n; i++)
+                        printf("%s\n", l.items[i].name ?: "-");
+                return 0;
+        }
+
+        if (verb_has(a, "tree"))
+                return print_tree(&l);
+
+        return print_table(bus, &l, verb_has(a, "parent"));
+}
+
+static int print_xml_desc(sd_bus *bus, const char *path, const char *name, uint64_t flags) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *xml;
+        int r;
+
+        r = bus_call_method(bus, path, SNAPSHOT_IFACE_SNAPSHOT, "GetXMLDesc",
+                            CALL_TIMEOUT_DEFAULT, &error, &reply, "t", flags);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to get XML of snapshot '%s'", name);
+
+        r = sd_bus_message_read(reply, "s", &xml);
+        if (r < 0)
+                return log_error_errno(r, "Failed to parse GetXMLDesc reply: %m");
+
+        fputs(xml, stdout);
+        if (!isempty(xml) && xml[strlen(xml) - 1] != '\n')
+                putchar('\n');
+        return 0;
+}
+
+int verb_dumpxml(sd_bus *bus, const VerbArgs *a) {
+        _cleanup_free_ char *domain_path = NULL, *path = NULL;
+        int r;
+
+        r = bus_get_domain(bus, a->args[0], &domain_path);
+        if (r < 0)
+                return r;
+
+        r = bus_lookup_snapshot(bus, a->args[0], domain_path, a->args[1], &path);
+        if (r < 0)
+                return r;
+
+        return print_xml_desc(bus, path, a->args[1], verb_flags(a));
+}
+
+static void print_field(const char *label, const char *value) {
+        printf("%-16s%s\n", label, isempty(value) ? "-" : value);
+}
+
+static int print_info(sd_bus *bus, const SnapshotInfo *s) {
+        _cleanup_free_ char *domain = NULL, *parent = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        char created[64];
+        int r;
+
+        if (!isempty(s->domain) && !streq(s->domain, "/")) {
+                r = bus_get_string_property(bus, s->domain, SNAPSHOT_IFACE_DOMAIN, "Name", &error, &domain);
+                if (r < 0)
+                        return log_bus_error(&error, r, "Failed to get name of domain %s", s->domain);
+        }
+
+        r = snapshot_name_of(bus, s->parent, &parent);
+        if (r < 0)
+                return r;
+
+        if (format_timestamp(s->creation_time, created, sizeof(created)) < 0)
+                strcpy(created, "-");
+
+        print_field("Name:", s->name);
+        print_field("Domain:", domain);
+        print_field("Description:", s->description);
+        print_field("Creation Time:", created);
+        print_field("State:", s->state);
+        print_field("Current:", s->is_current ? "yes" : "no");
+        print_field("Parent:", parent);
+
+        printf("%-16s", "Children:");
+        if (!s->children || !s->children[0])
+                printf("-");
+        for (size_t i = 0; s->children && s->children[i]; i++) {
+                _cleanup_free_ char *child = NULL;
+
+                r = snapshot_name_of(bus, s->children[i], &child);
+                if (r < 0)
+                        return r;
+                printf("%s%s", i > 0 ? ", " : "", child ?: "-");
+        }
+        putchar('\n');
+
+        print_field("Memory:", s->memory);
+        print_field("Memory File:", s->memory_file);
+        print_field("Quiesced:", s->quiesced ? "yes" : "no");
+
+        printf("%-16s", "Disks:");
+        if (s->n_disks == 0)
+                printf("-\n");
+        for (size_t i = 0; i < s->n_disks; i++)
+                printf("%*s%s: %s%s%s\n", i > 0 ? 16 : 0, "",
+                       s->disks[i].target, s->disks[i].snapshot,
+                       isempty(s->disks[i].file) ? "" : ", ", s->disks[i].file);
+        return 0;
+}
+
+int verb_info(sd_bus *bus, const VerbArgs *a) {
+        _cleanup_(snapshot_info_done) SnapshotInfo s = {};
+        _cleanup_free_ char *domain_path = NULL, *path = NULL;
+        bool json = verb_has(a, "json");
+        int r;
+
+        r = bus_get_domain(bus, a->args[0], &domain_path);
+        if (r < 0)
+                return r;
+
+        r = bus_lookup_snapshot(bus, a->args[0], domain_path, a->args[1], &path);
+        if (r < 0)
+                return r;
+
+        r = snapshot_info_load(bus, path, json, /* missing_ok= */ false, &s);
+        if (r < 0)
+                return r;
+
+        if (json) {
+                r = json_print(s.json);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to format JSON: %m");
+                return 0;
+        }
+
+        return print_info(bus, &s);
+}
+
+int verb_current(sd_bus *bus, const VerbArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *domain_path = NULL, *current = NULL, *name = NULL;
+        const char *domain = a->args[0];
+        int r;
+
+        r = bus_get_domain(bus, domain, &domain_path);
+        if (r < 0)
+                return r;
+
+        r = bus_get_string_property(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "CurrentSnapshot", &error, &current);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to get current snapshot of domain '%s'", domain);
+
+        if (streq(current, "/"))
+                return log_error_errno(ENOENT, "Domain '%s' has no current snapshot.", domain);
+
+        r = snapshot_name_of(bus, current, &name);
+        if (r < 0)
+                return r;
+
+        if (verb_has(a, "name")) {
+                printf("%s\n", name);
+                return 0;
+        }
+
+        return print_xml_desc(bus, current, name, verb_flags(a));
+}
