@@ -170,7 +170,7 @@ static void job_finish(CreateJob *j, const char *path) {
         d->job = NULL;
         (void) domain_emit_changed(d, "Job", NULL);
         create_job_free(j);
-        (void) manager_arm_idle(d->manager);
+        manager_job_ended(d->manager);
 }
 
 /* Records the first error and switches to the undo path. */

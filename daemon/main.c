@@ -135,9 +135,7 @@ static int run(int argc, char *argv[]) {
         sigaddset(&mask, SIGINT);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(-errno, "Failed to block signals: %m");
-        r = sd_event_add_signal(m->event, NULL, SIGTERM, NULL, NULL);
-        if (r >= 0)
-                r = sd_event_add_signal(m->event, NULL, SIGINT, NULL, NULL);
+        r = manager_add_signals(m);
         if (r < 0)
                 return log_error_errno(r, "Failed to handle signals: %m");
 

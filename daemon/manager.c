@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,7 @@ Manager *manager_free(Manager *m) {
         free(m->domains);
 
         sd_event_source_disable_unref(m->idle_timer);
+        sd_event_source_disable_unref(m->exit_timer);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         free(m->config_dir);
@@ -156,6 +159,63 @@ int manager_load_config(Manager *m) {
         }
         free(configs);
         return 0;
+}
+
+#define EXIT_JOB_WAIT_USEC (120 * USEC_PER_SEC)
+
+bool manager_has_jobs(Manager *m) {
+        for (size_t i = 0; i < m->n_domains; i++)
+                if (m->domains[i]->job)
+                        return true;
+        return false;
+}
+
+static int on_exit_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        log_warning("Jobs still running %llus after the stop request; exiting anyway.",
+                    (unsigned long long) (EXIT_JOB_WAIT_USEC / USEC_PER_SEC));
+        return sd_event_exit(m->event, 0);
+}
+
+static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        return manager_request_exit(userdata);
+}
+
+int manager_add_signals(Manager *m) {
+        int r;
+
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_exit_signal, m);
+        if (r < 0)
+                return r;
+        return sd_event_add_signal(m->event, NULL, SIGINT, on_exit_signal, m);
+}
+
+int manager_request_exit(Manager *m) {
+        int r;
+
+        if (!manager_has_jobs(m))
+                return sd_event_exit(m->event, 0);
+        if (m->exit_requested)
+                return 0;
+
+        /* Leaving mid-job would leave a frozen or paused guest and stray overlays: let the
+         * jobs finish or roll back first. */
+        m->exit_requested = true;
+        log_info("Stop requested; waiting for running jobs to end.");
+        r = sd_event_add_time_relative(m->event, &m->exit_timer, CLOCK_MONOTONIC, EXIT_JOB_WAIT_USEC, 0,
+                                       on_exit_timer, m);
+        if (r < 0)
+                return sd_event_exit(m->event, 0);
+        return 0;
+}
+
+void manager_job_ended(Manager *m) {
+        if (m->exit_requested && !manager_has_jobs(m)) {
+                (void) sd_event_exit(m->event, 0);
+                return;
+        }
+        (void) manager_arm_idle(m);
 }
 
 bool manager_is_busy(Manager *m) {

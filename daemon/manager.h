@@ -20,6 +20,9 @@ typedef struct Manager {
 
         uint64_t idle_timeout_usec;     /* 0: never exit on idle */
         sd_event_source *idle_timer;
+
+        bool exit_requested;            /* SIGTERM came while jobs ran: exit when they end */
+        sd_event_source *exit_timer;
 } Manager;
 
 int manager_new(Manager **ret, sd_event *event, const char *config_dir, const char *state_dir);
@@ -43,4 +46,10 @@ int manager_bus_add_objects(Manager *m);
 int manager_send_snapshot_created(Manager *m, const char *domain_path, const char *snapshot_path);
 int manager_send_snapshot_deleted(Manager *m, const char *domain_path, const char *name);
 bool manager_is_busy(Manager *m);
+bool manager_has_jobs(Manager *m);
+/* SIGTERM/SIGINT: exit now, or once the running jobs have finished or rolled back (bounded). */
+int manager_request_exit(Manager *m);
+int manager_add_signals(Manager *m);
+/* Called by a job when it has ended. */
+void manager_job_ended(Manager *m);
 int manager_arm_idle(Manager *m);

@@ -166,7 +166,8 @@ class DiskOnlyTest(unittest.TestCase):
                 self.bus.get_property(self.dom, DOMAIN_IFACE, "CurrentSnapshot"))
 
     def guest_log_size(self):
-        out = self.guest.guest_exec(["/bin/sh", "-c", "cat /data1/*.log | wc -c"])
+        code, out, err = self.guest.guest_exec(["/bin/sh", "-c", "cat /data1/*.log | wc -c"])
+        self.assertEqual(code, 0, err)
         return int(out.strip())
 
     # --- the main path ---------------------------------------------------------------
@@ -449,11 +450,18 @@ class DiskOnlyTest(unittest.TestCase):
         conn2.call(BUS_NAME, self.dom, DOMAIN_IFACE, "CreateSnapshot",
                    GLib.Variant("(ssa{sv})", ("busy1", "", opts)), None, Gio.DBusCallFlags.NONE,
                    120000, None, lambda c, res: results.append(c.call_finish(res)))
-        wait_until(lambda: (conn2.get_context() if hasattr(conn2, "get_context") else None) or
-                   (GLib.MainContext.default().iteration(False) or True) and
-                   self.bus.get_property(self.dom, DOMAIN_IFACE, "Job") == "snapshot-create", 10, "job start")
+        ctx = GLib.MainContext.default()
+
+        def pump_until(cond, timeout):
+            deadline = time.monotonic() + timeout
+            while not cond():
+                self.assertLess(time.monotonic(), deadline)
+                if not ctx.iteration(False):
+                    time.sleep(0.01)
+
+        pump_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "Job") == "snapshot-create", 10)
         self.assert_error("Busy", self.create, "busy2", {"disk-only": True})
-        wait_until(lambda: GLib.MainContext.default().iteration(False) or bool(results), 60, "first create")
+        pump_until(lambda: bool(results), 60)
         self.assertTrue(results[0].unpack()[0].endswith("busy1"))
         conn2.close_sync(None)
 
