@@ -140,7 +140,7 @@ int main(void) {
         expect_error(fill_bad_kind, SNAPSHOT_ERROR_INVALID_ARGUMENT, "unknown disk kind");
         expect_error(fill_file_on_no, SNAPSHOT_ERROR_INVALID_ARGUMENT, "file with snapshot=no");
 
-        sd_bus_flush_close_unref(bus);
+        sd_bus_close_unref(bus);
         close(fds[1]);
         return unit_done("test-create-options");
 }
