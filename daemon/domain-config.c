@@ -171,7 +171,7 @@ int domain_config_save(const char *dir, const DomainConfig *c) {
         r = domain_config_format(c, &xml);
         if (r < 0)
                 return r;
-        r = xml_mkdir_p(dir, 0755);
+        r = mkdir_p(dir, 0755);
         if (r < 0)
                 return r;
         return xml_file_write_atomic(dir, filename, xml, strlen(xml));

@@ -13,42 +13,7 @@
 
 #include "macro.h"
 #include "path-util.h"
-
-static bool utf8_is_valid(const char *s) {
-        const unsigned char *p = (const unsigned char *) s;
-
-        while (*p) {
-                size_t n;
-                uint32_t cp;
-
-                if (*p < 0x80) {
-                        p++;
-                        continue;
-                }
-                if ((*p & 0xE0) == 0xC0) {
-                        n = 1;
-                        cp = *p & 0x1F;
-                } else if ((*p & 0xF0) == 0xE0) {
-                        n = 2;
-                        cp = *p & 0x0F;
-                } else if ((*p & 0xF8) == 0xF0) {
-                        n = 3;
-                        cp = *p & 0x07;
-                } else
-                        return false;
-                for (size_t i = 1; i <= n; i++) {
-                        if ((p[i] & 0xC0) != 0x80)
-                                return false;
-                        cp = (cp << 6) | (p[i] & 0x3F);
-                }
-                /* overlong forms, surrogates, beyond Unicode */
-                if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-                    (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-                        return false;
-                p += n + 1;
-        }
-        return true;
-}
+#include "xml-util.h"
 
 bool snapshot_name_is_valid(const char *name) {
         size_t len;
@@ -63,7 +28,8 @@ bool snapshot_name_is_valid(const char *name) {
         for (const char *p = name; *p; p++)
                 if (*p == '/' || (unsigned char) *p < 0x20 || *p == 0x7F)
                         return false;
-        return utf8_is_valid(name);
+        /* Names are stored in XML: they must be text XML can hold (which includes valid UTF-8). */
+        return xml_string_is_valid(name);
 }
 
 int image_path_resolve(const char *images_dir, const char *spec, const char *default_name, char **ret) {
@@ -200,6 +166,7 @@ int image_file_open_existing(const char *images_dir, const char *path) {
 
 int mkdir_p(const char *path, unsigned mode) {
         _cleanup_free_ char *p = NULL;
+        struct stat st;
 
         if (isempty(path))
                 return -EINVAL;
@@ -207,15 +174,23 @@ int mkdir_p(const char *path, unsigned mode) {
         if (!p)
                 return -ENOMEM;
 
-        for (char *s = p + 1; *s; s++) {
-                if (*s != '/')
+        for (char *s = p + 1;; s++) {
+                bool end = *s == 0;
+
+                if (!end && *s != '/')
                         continue;
                 *s = 0;
-                if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                        return -errno;
+                if (mkdir(p, mode) < 0) {
+                        if (errno != EEXIST)
+                                return -errno;
+                        if (stat(p, &st) < 0)
+                                return -errno;
+                        if (!S_ISDIR(st.st_mode))
+                                return -ENOTDIR;
+                }
+                if (end)
+                        break;
                 *s = '/';
         }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
         return 0;
 }

@@ -24,5 +24,5 @@ int image_file_create(const char *images_dir, const char *path);
  * checks it is a regular file owned by us. Returns the fd. */
 int image_file_open_existing(const char *images_dir, const char *path);
 
-/* mkdir -p with mode for the last component. */
+/* mkdir -p; missing components are created with mode; -ENOTDIR when one is not a directory. */
 int mkdir_p(const char *path, unsigned mode);

@@ -668,7 +668,7 @@ int snapshot_store_save(const char *state_dir, const char *domain, const Snapsho
         r = snapshot_xml_format(def, &xml);
         if (r < 0)
                 return r;
-        r = xml_mkdir_p(dir, 0700);
+        r = mkdir_p(dir, 0700);
         if (r < 0)
                 return r;
         return xml_file_write_atomic(dir, filename, xml, strlen(xml));

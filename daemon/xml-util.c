@@ -428,37 +428,6 @@ int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size
         return 0;
 }
 
-int xml_mkdir_p(const char *path, unsigned mode) {
-        _cleanup_free_ char *p = NULL;
-        struct stat st;
-
-        if (isempty(path))
-                return -EINVAL;
-        p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-
-        for (char *s = p + 1;; s++) {
-                bool end = *s == 0;
-
-                if (!end && *s != '/')
-                        continue;
-                *s = 0;
-                if (mkdir(p, mode) < 0) {
-                        if (errno != EEXIST)
-                                return -errno;
-                        if (stat(p, &st) < 0)
-                                return -errno;
-                        if (!S_ISDIR(st.st_mode))
-                                return -ENOTDIR;
-                }
-                if (end)
-                        break;
-                *s = '/';
-        }
-        return 0;
-}
-
 int xml_file_remove(const char *dir, const char *filename) {
         _cleanup_free_ char *path = NULL;
 

@@ -56,7 +56,5 @@ int xml_file_write_atomic(const char *dir, const char *filename, const char *dat
  * (AT_FDCWD allowed). -EFBIG when it holds more than max_size bytes. The buffer is
  * NUL-terminated; *ret_size excludes the NUL. */
 int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size);
-/* mkdir -p path; components created with mode. */
-int xml_mkdir_p(const char *path, unsigned mode);
 /* Unlinks dir/filename and fsyncs dir. -ENOENT when it does not exist. */
 int xml_file_remove(const char *dir, const char *filename);
