@@ -67,7 +67,11 @@ def setUpModule():
 def tearDownModule():
     S = Shared
     failed = getattr(sys.modules[__name__], "_any_failed", False)
+    rc = None
     if S.bus:
+        # A clean exit on SIGTERM; under valgrind (--setup=valgrind) 99 means errors or leaks.
+        rc = S.bus.stop_daemon()
+        log = S.bus.read_daemon_log()
         S.bus.stop()
     if S.guest:
         S.guest.stop()
@@ -77,6 +81,8 @@ def tearDownModule():
         sys.stderr.write("kept %s\n" % S.tmp)
     else:
         subprocess.run(["rm", "-rf", S.tmp])
+    if rc not in (None, 0):
+        raise AssertionError("snapshotd exited with %s at the end; its log:\n%s" % (rc, log[-20000:]))
 
 
 def wait_until(cond, timeout, what="condition"):
