@@ -231,7 +231,8 @@ int domain_load_snapshots(Domain *d) {
         if (r < 0)
                 return r;
 
-        qsort(d->snapshots, d->n_snapshots, sizeof(Snapshot *), compare_creation);
+        if (d->n_snapshots > 1)
+                qsort(d->snapshots, d->n_snapshots, sizeof(Snapshot *), compare_creation);
 
         /* Link parents; a parent that is gone makes the snapshot a root. */
         d->current = NULL;
