@@ -108,10 +108,30 @@ static int openat_beneath(int dirfd, const char *rel, int flags, mode_t mode) {
         if (errno != ENOSYS)
                 return -errno;
 
-        /* Old kernel: refuse any subdirectory rather than walk it unsafely. */
-        if (strchr(rel, '/'))
-                return -EOPNOTSUPP;
-        fd = openat(dirfd, rel, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+        /* No openat2 (old kernel, or valgrind): walk the components ourselves, refusing a
+         * symlink at each step. rel never holds "." or ".." (image_path_resolve refuses them),
+         * so staying beneath dirfd needs nothing more. */
+        _cleanup_close_ int cur = -1;
+        _cleanup_free_ char *copy = strdup(rel);
+        char *comp, *slash;
+        int at = dirfd;
+
+        if (!copy)
+                return -ENOMEM;
+        comp = copy;
+        while ((slash = strchr(comp, '/'))) {
+                int next;
+
+                *slash = 0;
+                next = openat(at, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0)
+                        return errno == ENOTDIR ? -ELOOP : -errno;
+                closep(&cur);
+                cur = next;
+                at = cur;
+                comp = slash + 1;
+        }
+        fd = openat(at, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
         return fd < 0 ? -errno : fd;
 }
 
