@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.example.Snapshot1.Domain */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,19 +35,10 @@ int domain_object_find(sd_bus *bus, const char *path, const char *interface, voi
         return 1;
 }
 
-int domain_emit_changed(Domain *d, const char *property, ...) {
-        const char *props[8] = { property };
-        size_t n = 1;
-        va_list ap;
-
+int domain_emit_changed(Domain *d, const char *property) {
         if (!d->manager->bus)
                 return 0;
-        va_start(ap, property);
-        while (n < ELEMENTSOF(props) - 1 && (props[n] = va_arg(ap, const char *)))
-                n++;
-        va_end(ap);
-        props[n] = NULL;
-        return sd_bus_emit_properties_changed_strv(d->manager->bus, d->path, SNAPSHOT_IFACE_DOMAIN, (char **) props);
+        return sd_bus_emit_properties_changed(d->manager->bus, d->path, SNAPSHOT_IFACE_DOMAIN, property, NULL);
 }
 
 int domain_send_progress(Domain *d, const char *job, const char *phase, uint64_t processed, uint64_t remaining,

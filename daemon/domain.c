@@ -80,14 +80,14 @@ void domain_set_state(Domain *d, DomainState state) {
         if (d->state == state)
                 return;
         d->state = state;
-        (void) domain_emit_changed(d, "State", NULL);
+        (void) domain_emit_changed(d, "State");
 }
 
 void domain_set_has_agent(Domain *d, bool b) {
         if (d->has_agent == b)
                 return;
         d->has_agent = b;
-        (void) domain_emit_changed(d, "HasAgent", NULL);
+        (void) domain_emit_changed(d, "HasAgent");
 }
 
 static void on_agent_probe(Agent *a, json_t *reply, const QmpError *err, void *userdata) {
@@ -315,7 +315,7 @@ int domain_set_current(Domain *d, Snapshot *s) {
         }
 
         d->current = s;
-        (void) domain_emit_changed(d, "CurrentSnapshot", NULL);
+        (void) domain_emit_changed(d, "CurrentSnapshot");
         if (old)
                 (void) sd_bus_emit_properties_changed(d->manager->bus, old->path, SNAPSHOT_IFACE_SNAPSHOT, "IsCurrent", NULL);
         if (s)

@@ -67,5 +67,5 @@ const char *domain_job_name(Domain *d);
 /* Bus side (domain-dbus.c) */
 extern const sd_bus_vtable domain_vtable[];
 int domain_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found, sd_bus_error *error);
-int domain_emit_changed(Domain *d, const char *property, ...);
+int domain_emit_changed(Domain *d, const char *property);
 int domain_send_progress(Domain *d, const char *job, const char *phase, uint64_t processed, uint64_t remaining, uint64_t total);

@@ -168,7 +168,7 @@ static void job_finish(CreateJob *j, const char *path) {
         }
 
         d->job = NULL;
-        (void) domain_emit_changed(d, "Job", NULL);
+        (void) domain_emit_changed(d, "Job");
         create_job_free(j);
         manager_job_ended(d->manager);
 }
@@ -992,7 +992,7 @@ int create_job_start(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bus_er
         j->creation_usec = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
 
         d->job = j;
-        (void) domain_emit_changed(d, "Job", NULL);
+        (void) domain_emit_changed(d, "Job");
 
         j->step = STEP_INSPECT_BLOCK;
         job_next(j);
