@@ -554,6 +554,14 @@ class DiskOnlyTest(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(Shared.images, "halted.vda.qcow2")))
         self.assert_error("OperationInvalid", self.create, "after-halt", {"disk-only": True})
 
+        # QEMU comes back on the same socket: the daemon reconnects by itself
+        self.guest.start()
+        self.guest.wait_ready()
+        wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "State") == "running", 30,
+                   "reconnect")
+        path = self.create("after-restart", {"disk-only": True, "atomic": True})
+        self.assertEqual(self.top_nodes()["vda"][1], os.path.join(Shared.images, "after-restart.vda.qcow2"))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
