@@ -86,9 +86,11 @@ static int property_get_managed(sd_bus *bus, const char *path, const char *inter
 static int domain_create(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bus_error *error) {
         int r;
 
-        r = bus_authorize(m, SNAPSHOT_ACTION_CREATE, domain_name(d), req->name, error);
-        if (r <= 0)
+        r = bus_authorize(m, SNAPSHOT_ACTION_CREATE, domain_name(d), req->name, &d->manager->polkit, error);
+        if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
 
         if (isempty(req->name)) {
                 struct timespec ts;
@@ -235,6 +237,11 @@ static int method_list_snapshots(sd_bus_message *m, void *userdata, sd_bus_error
         if (flags & ~(uint64_t) SNAPSHOT_LIST_ALL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown list flags 0x%llx",
                                          (unsigned long long) (flags & ~(uint64_t) SNAPSHOT_LIST_ALL));
+        r = bus_authorize(m, SNAPSHOT_ACTION_LIST, domain_name(d), NULL, &d->manager->polkit, error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
 
         /* Roots only, or the whole forest parents-first (a topological order in any case). */
         r = domain_list_snapshots(d, NULL, flags, !(flags & SNAPSHOT_LIST_ROOTS), &l, &n);
@@ -252,6 +259,11 @@ static int method_lookup_snapshot(sd_bus_message *m, void *userdata, sd_bus_erro
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
+        r = bus_authorize(m, SNAPSHOT_ACTION_LIST, domain_name(d), name, &d->manager->polkit, error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
         s = domain_find_snapshot(d, name);
         if (!s)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_NO_SUCH_SNAPSHOT,
@@ -263,16 +275,19 @@ static int method_abort_job(sd_bus_message *m, void *userdata, sd_bus_error *err
         Domain *d = userdata;
         int r;
 
-        r = bus_authorize(m, SNAPSHOT_ACTION_CREATE, domain_name(d), NULL, error);
-        if (r <= 0)
+        r = bus_authorize(m, SNAPSHOT_ACTION_CREATE, domain_name(d), NULL, &d->manager->polkit, error);
+        if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
         if (!d->job)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID, "No job runs on domain '%s'",
                                          domain_name(d));
-        /* Disk-only snapshots finish in moments and have no point where stopping is cheaper
-         * than finishing; only a memory save can be aborted. */
-        return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
-                                 "Job '%s' on domain '%s' cannot be aborted", domain_job_name(d), domain_name(d));
+        /* Only a running memory save can be stopped; the rest finishes in moments. */
+        r = create_job_abort(d->job, error);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(m, NULL);
 }
 
 static int method_start_stop(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -287,9 +302,11 @@ static int method_start_stop(sd_bus_message *m, void *userdata, sd_bus_error *er
         if (flags & ~(uint64_t) (start ? 0 : SNAPSHOT_STOP_ALL))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%llx",
                                          (unsigned long long) flags);
-        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, domain_name(d), NULL, error);
-        if (r <= 0)
+        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, domain_name(d), NULL, &d->manager->polkit, error);
+        if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
         return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                  "Domain '%s' is attached (its QEMU was started elsewhere): snapshotd cannot %s it",
                                  domain_name(d), start ? "start" : "stop");

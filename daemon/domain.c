@@ -140,6 +140,8 @@ static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
         }
 
         /* An attached QEMU that went away is shut off; keep trying in case it comes back. */
+        if (d->job)
+                create_job_on_disconnect(d->job);
         domain_set_state(d, DOMAIN_STATE_SHUTOFF);
         domain_set_has_agent(d, false);
         domain_schedule_reconnect(d);

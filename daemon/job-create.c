@@ -22,7 +22,7 @@
 #include "create-options.h"
 #include "domain.h"
 #include "errors.h"
-#include "job-create.h"
+#include "job-create-private.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -31,94 +31,6 @@
 #include "snapshot-store.h"
 #include "snapshot.h"
 
-#define JOB_NAME "snapshot-create"
-#define AGENT_FREEZE_TIMEOUT_USEC (30 * USEC_PER_SEC)
-#define AGENT_PING_TIMEOUT_USEC (5 * USEC_PER_SEC)
-#define BLOCKDEV_CREATE_TIMEOUT_USEC (60 * USEC_PER_SEC)
-
-typedef struct DiskPlan {
-        char *target;
-        SnapshotLocation location;
-        char *top_node;         /* the device's top node before the snapshot */
-        char *base_file;        /* its image file: the overlay's backing */
-        char *base_format;
-        uint64_t virtual_size;
-        bool read_only;
-
-        char *overlay;          /* absolute path under the image dir */
-        char *file_node;        /* our node names */
-        char *fmt_node;
-        char *create_job_id;
-
-        bool file_created;      /* we created the file: unlink it when undoing */
-        bool file_node_added;
-        bool fmt_node_added;
-} DiskPlan;
-
-typedef enum Step {
-        STEP_INSPECT_BLOCK,
-        STEP_INSPECT_MEMORY,
-        STEP_INSPECT_CPUS,
-        STEP_CHECK_AGENT,
-        STEP_PREPARE,           /* per disk, sub-steps below */
-        STEP_FREEZE,
-        STEP_PAUSE,
-        STEP_SNAPSHOT,
-        STEP_THAW,
-        STEP_RESUME,
-        STEP_METADATA,
-        STEP_DONE,
-} Step;
-
-typedef enum PrepareStep {
-        PREPARE_ADD_FILE,
-        PREPARE_CREATE,
-        PREPARE_WAIT_CREATE,
-        PREPARE_QUERY_CREATE,
-        PREPARE_DISMISS,
-        PREPARE_ADD_FORMAT,
-} PrepareStep;
-
-struct CreateJob {
-        Domain *domain;
-        sd_bus_message *request;
-        CreateRequest req;
-        CreatePlan plan;
-        char tag[16];           /* random, makes node and job names unique in QEMU */
-
-        DiskPlan *disks;
-        size_t n_disks;
-        uint64_t memory_kib;
-        unsigned vcpus;
-        uint64_t creation_usec;
-        bool was_running;
-
-        Step step;
-        size_t disk_cursor;
-        PrepareStep prepare_step;
-        bool waiting_event;     /* a blockdev-create job runs; its event moves us on */
-        sd_event_source *event_timer;
-
-        /* what the forward path did, for the undo path */
-        bool freeze_sent;
-        bool quiesced;
-        bool paused;
-        bool committed;         /* the transaction succeeded: the guest writes to the overlays */
-
-        /* undo path */
-        bool undoing;
-        unsigned undo_step;
-        size_t undo_cursor;
-        int undo_sub;
-        sd_bus_error error;
-
-        uint64_t qmp_call;
-        uint64_t agent_call;
-        void (*cont)(CreateJob *j, json_t *reply, const QmpError *err);
-};
-
-static void job_next(CreateJob *j);
-static void job_undo_next(CreateJob *j);
 
 static void disk_plan_clear(DiskPlan *p) {
         free(p->target);
@@ -139,6 +51,8 @@ CreateJob *create_job_free(CreateJob *j) {
         if (j->agent_call && j->domain->agent)
                 agent_cancel(j->domain->agent, j->agent_call);
         sd_event_source_disable_unref(j->event_timer);
+        sd_event_source_disable_unref(j->retry_timer);
+        job_memory_clear(j);
         sd_bus_message_unref(j->request);
         create_request_clear(&j->req);
         for (size_t i = 0; i < j->n_disks; i++)
@@ -149,12 +63,12 @@ CreateJob *create_job_free(CreateJob *j) {
         return NULL;
 }
 
-static void job_progress(CreateJob *j, const char *phase, uint64_t processed, uint64_t total) {
+void job_progress(CreateJob *j, const char *phase, uint64_t processed, uint64_t total) {
         (void) domain_send_progress(j->domain, JOB_NAME, phase, processed, total - processed, total);
 }
 
 /* Ends the job: replies (error or object path), detaches it from the domain and frees it. */
-static void job_finish(CreateJob *j, const char *path) {
+void job_finish(CreateJob *j, const char *path) {
         Domain *d = j->domain;
         int r;
 
@@ -174,8 +88,7 @@ static void job_finish(CreateJob *j, const char *path) {
 }
 
 /* Records the first error and switches to the undo path. */
-static void job_fail(CreateJob *j, const char *name, const char *fmt, ...) _printf_(3, 4);
-static void job_fail(CreateJob *j, const char *name, const char *fmt, ...) {
+void job_fail(CreateJob *j, const char *name, const char *fmt, ...) {
         if (!sd_bus_error_is_set(&j->error)) {
                 _cleanup_free_ char *msg = NULL;
                 va_list ap;
@@ -195,14 +108,12 @@ static void job_fail(CreateJob *j, const char *name, const char *fmt, ...) {
         job_undo_next(j);
 }
 
-static void job_fail_qmp(CreateJob *j, const char *what, const QmpError *err) {
+void job_fail_qmp(CreateJob *j, const char *what, const QmpError *err) {
         job_fail(j, err->error == -ECANCELED ? SNAPSHOT_ERROR_ABORTED : SNAPSHOT_ERROR_FAILED,
                  "%s: %s", what, err->desc ?: strerror(-err->error));
 }
 
 /* ---- QMP and agent plumbing: one call in flight, its continuation kept in the job ---- */
-
-typedef void (*job_reply_fn)(CreateJob *j, json_t *reply, const QmpError *err);
 
 static void on_job_reply(CreateJob *j, json_t *reply, const QmpError *err) {
         job_reply_fn fn = j->cont;
@@ -227,11 +138,15 @@ static void on_job_agent_reply(Agent *a, json_t *reply, const QmpError *err, voi
 }
 
 /* Sends a QMP command; a failure to even send is delivered to fn like any other error. */
-static void job_qmp(CreateJob *j, const char *command, json_t *args, job_reply_fn fn) {
+void job_qmp(CreateJob *j, const char *command, json_t *args, job_reply_fn fn) {
+        job_qmp_fd(j, command, args, -1, fn);
+}
+
+void job_qmp_fd(CreateJob *j, const char *command, json_t *args, int fd, job_reply_fn fn) {
         int r;
 
         j->cont = fn;
-        r = qmp_call(j->domain->qmp, command, args, -1, 0, on_job_qmp_reply, j, &j->qmp_call);
+        r = qmp_call(j->domain->qmp, command, args, fd, 0, on_job_qmp_reply, j, &j->qmp_call);
         if (r < 0) {
                 QmpError err = { .error = r, .desc = "QEMU is not connected" };
 
@@ -340,10 +255,70 @@ static void on_inspect_memory(CreateJob *j, json_t *reply, const QmpError *err) 
 }
 
 /* Applies the request to the inspected disks and checks every rule; fills j->plan. */
+static int check_rules(CreateJob *j, unsigned n_disks) {
+        Domain *d = j->domain;
+        CreateCheck check = {
+                .flags = j->req.flags,
+                .memory = j->req.memory,
+                .state = d->state,
+                .agent_configured = d->agent != NULL,
+                .quiesce_best_effort = j->req.quiesce_best_effort,
+                .can_transaction = qmp_has_transaction_action(d->qmp, "blockdev-snapshot"),
+                .n_disks = n_disks,
+        };
+
+        return snapshot_rules_check_create(&check, &j->plan, &j->error);
+}
+
+/* An external disk: where its overlay goes, and our node names for it. */
+static int plan_overlay(CreateJob *j, DiskPlan *p, size_t k, const DiskSpec *spec) {
+        Domain *d = j->domain;
+        _cleanup_free_ char *def_name = NULL;
+        int r;
+
+        if (p->read_only)
+                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                         "Disk '%s' is read-only and cannot get an external snapshot", p->target);
+
+        if (asprintf(&def_name, "%s.%s.qcow2", j->req.name, p->target) < 0)
+                return -ENOMEM;
+        r = image_path_resolve(d->config->images_dir, spec ? spec->file : NULL, def_name, &p->overlay);
+        if (r < 0)
+                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                         "Disk '%s': overlay file '%s' must lie under the domain's image directory '%s'",
+                                         p->target, spec && !isempty(spec->file) ? spec->file : def_name,
+                                         d->config->images_dir);
+        for (size_t o = 0; o < k; o++)
+                if (streq_ptr(j->disks[o].overlay, p->overlay))
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Disks '%s' and '%s' would share the overlay file '%s'",
+                                                 j->disks[o].target, p->target, p->overlay);
+        if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT) && access(p->overlay, F_OK) >= 0)
+                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                         "Disk '%s': overlay file '%s' already exists (option 'reuse-external' uses an existing one)",
+                                         p->target, p->overlay);
+        if (j->req.flags & SNAPSHOT_CREATE_REUSE_EXT) {
+                int fd = image_file_open_existing(d->config->images_dir, p->overlay);
+
+                if (fd < 0)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Disk '%s': with 'reuse-external' the overlay '%s' must be an existing regular file owned by root, reached without symlinks: %s",
+                                                 p->target, p->overlay, strerror(-fd));
+                close(fd);
+        }
+
+        if (asprintf(&p->fmt_node, "sd%s-%zu", j->tag, k) < 0 ||
+            asprintf(&p->file_node, "sd%s-%zu-f", j->tag, k) < 0 ||
+            asprintf(&p->create_job_id, "sd%s-%zu-c", j->tag, k) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* Applies the request to the inspected disks and checks every rule; fills j->plan. */
 static int job_validate(CreateJob *j) {
         Domain *d = j->domain;
-        CreateCheck check;
-        unsigned n_snap = 0;
+        SnapshotLocation default_location;
+        unsigned n_writable = 0, n_external = 0;
         int r;
 
         for (size_t i = 0; i < j->req.n_disks; i++) {
@@ -356,77 +331,44 @@ static int job_validate(CreateJob *j) {
                                                  "Domain '%s' has no disk '%s'", domain_name(d), j->req.disks[i].target);
         }
 
+        /* A first pass of the rules decides the memory kind, and so the disks' default. */
+        for (size_t k = 0; k < j->n_disks; k++)
+                n_writable += !j->disks[k].read_only;
+        r = check_rules(j, n_writable);
+        if (r < 0)
+                return r;
+        default_location = j->plan.memory == SNAPSHOT_LOCATION_INTERNAL ? SNAPSHOT_LOCATION_INTERNAL
+                                                                         : SNAPSHOT_LOCATION_EXTERNAL;
+
         for (size_t k = 0; k < j->n_disks; k++) {
                 DiskPlan *p = &j->disks[k];
                 const DiskSpec *spec = find_spec(j, p->target);
-                _cleanup_free_ char *def_name = NULL;
 
-                if (spec)
-                        p->location = spec->location;
-                if (p->location == SNAPSHOT_LOCATION_INTERNAL)
+                p->location = spec ? spec->location : p->read_only ? SNAPSHOT_LOCATION_NO : default_location;
+                if (p->location == SNAPSHOT_LOCATION_INTERNAL && j->plan.memory != SNAPSHOT_LOCATION_INTERNAL)
                         return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
-                                                 "Disk '%s': internal disk snapshots are not supported by this version; use 'external' or 'no'",
+                                                 "Disk '%s': an internal disk snapshot needs memory 'internal' (a whole-system internal snapshot)",
                                                  p->target);
                 if (p->location != SNAPSHOT_LOCATION_EXTERNAL)
                         continue;
-                if (p->read_only)
-                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
-                                                 "Disk '%s' is read-only and cannot get an external snapshot", p->target);
-                n_snap++;
-
-                if (asprintf(&def_name, "%s.%s.qcow2", j->req.name, p->target) < 0)
-                        return -ENOMEM;
-                r = image_path_resolve(d->config->images_dir, spec ? spec->file : NULL, def_name, &p->overlay);
+                n_external++;
+                r = plan_overlay(j, p, k, spec);
                 if (r < 0)
-                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
-                                                 "Disk '%s': overlay file '%s' must lie under the domain's image directory '%s'",
-                                                 p->target, spec && !isempty(spec->file) ? spec->file : def_name,
-                                                 d->config->images_dir);
-                for (size_t o = 0; o < k; o++)
-                        if (streq_ptr(j->disks[o].overlay, p->overlay))
-                                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
-                                                         "Disks '%s' and '%s' would share the overlay file '%s'",
-                                                         j->disks[o].target, p->target, p->overlay);
-                if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT) && access(p->overlay, F_OK) >= 0)
-                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
-                                                 "Disk '%s': overlay file '%s' already exists (option 'reuse-external' uses an existing one)",
-                                                 p->target, p->overlay);
-                if ((j->req.flags & SNAPSHOT_CREATE_REUSE_EXT)) {
-                        int fd = image_file_open_existing(d->config->images_dir, p->overlay);
-
-                        if (fd < 0)
-                                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
-                                                         "Disk '%s': with 'reuse-external' the overlay '%s' must be an existing regular file owned by root, reached without symlinks: %s",
-                                                         p->target, p->overlay, strerror(-fd));
-                        close(fd);
-                }
-
-                if (asprintf(&p->fmt_node, "sd%s-%zu", j->tag, k) < 0 ||
-                    asprintf(&p->file_node, "sd%s-%zu-f", j->tag, k) < 0 ||
-                    asprintf(&p->create_job_id, "sd%s-%zu-c", j->tag, k) < 0)
-                        return -ENOMEM;
+                        return r;
         }
 
-        check = (CreateCheck) {
-                .flags = j->req.flags,
-                .memory = j->req.memory,
-                .state = d->state,
-                .agent_configured = d->agent != NULL,
-                .quiesce_best_effort = j->req.quiesce_best_effort,
-                .can_transaction = qmp_has_transaction_action(d->qmp, "blockdev-snapshot"),
-                .n_disks = n_snap,
-        };
-        r = snapshot_rules_check_create(&check, &j->plan, &j->error);
+        /* Again with the disks that will really be snapshotted: rule 5 counts them. */
+        r = check_rules(j, j->plan.memory == SNAPSHOT_LOCATION_INTERNAL ? n_writable : n_external);
         if (r < 0)
                 return r;
 
-        if (j->plan.memory != SNAPSHOT_LOCATION_NO)
-                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
-                                         "Memory snapshots (memory '%s') are not supported by this version; use 'disk-only'",
-                                         snapshot_location_to_string(j->plan.memory));
-        if (!qmp_has_command(d->qmp, "blockdev-create") || !qmp_has_command(d->qmp, "blockdev-add"))
+        if (n_external > 0 && (!qmp_has_command(d->qmp, "blockdev-create") || !qmp_has_command(d->qmp, "blockdev-add")))
                 return sd_bus_error_set(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                         "This QEMU lacks blockdev-create/blockdev-add, which external snapshots need");
+
+        r = job_memory_validate(j, &j->error);
+        if (r < 0)
+                return r;
 
         j->was_running = d->state == DOMAIN_STATE_RUNNING;
         return 0;
@@ -553,6 +495,18 @@ void create_job_on_event(CreateJob *j, const char *event, json_t *data) {
         DiskPlan *p;
         const char *status;
 
+        job_memory_on_event(j, event, data);
+
+        if (j->internal_running && streq(event, "JOB_STATUS_CHANGE") &&
+            streq_ptr(json_string_value(json_object_get(data, "id")), j->internal_job_id) &&
+            streq_ptr(json_string_value(json_object_get(data, "status")), "concluded")) {
+                j->internal_running = false;
+                j->internal_concluded = true;
+                if (!j->undoing)
+                        job_next(j);
+                return;
+        }
+
         if (!j->waiting_event || !streq(event, "JOB_STATUS_CHANGE"))
                 return;
         p = &j->disks[j->disk_cursor];
@@ -629,6 +583,14 @@ static void job_prepare_next(CreateJob *j) {
 
 /* ---- freeze, pause, snapshot, thaw, resume ---- */
 
+static bool any_external_disk(CreateJob *j) {
+        for (size_t i = 0; i < j->n_disks; i++)
+                if (j->disks[i].location == SNAPSHOT_LOCATION_EXTERNAL)
+                        return true;
+        return false;
+}
+
+
 static void on_freeze(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err && !j->req.quiesce_best_effort)
                 return job_fail(j, SNAPSHOT_ERROR_AGENT_UNAVAILABLE,
@@ -639,20 +601,27 @@ static void on_freeze(CreateJob *j, json_t *reply, const QmpError *err) {
         job_next(j);
 }
 
+/* After the pause: the memory (internal save, or the image), else the disks. */
+static Step step_after_pause(CreateJob *j) {
+        return j->plan.memory == SNAPSHOT_LOCATION_INTERNAL ? STEP_INTERNAL :
+               j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL ? STEP_MEMORY : STEP_SNAPSHOT;
+}
+
 static void on_pause(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err)
                 return job_fail_qmp(j, "Cannot pause the guest (stop)", err);
         j->paused = true;
-        j->step = STEP_SNAPSHOT;
+        j->step = step_after_pause(j);
         job_next(j);
 }
 
 static void on_snapshot(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err)
                 return job_fail_qmp(j, "QEMU refused the disk snapshot (transaction)", err);
-        j->committed = true;
-        job_progress(j, "disks", j->n_disks, j->n_disks);
-        j->step = STEP_THAW;
+        j->committed = any_external_disk(j);
+        if (j->committed)
+                job_progress(j, "disks", j->n_disks, j->n_disks);
+        j->step = j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL ? STEP_MEMORY_FINISH : STEP_THAW;
         job_next(j);
 }
 
@@ -666,12 +635,30 @@ static void on_thaw(CreateJob *j, json_t *reply, const QmpError *err) {
         job_next(j);
 }
 
+static int on_retry_resume(sd_event_source *s, uint64_t usec, void *userdata) {
+        CreateJob *j = userdata;
+
+        job_next(j);
+        return 0;
+}
+
 static void on_resume(CreateJob *j, json_t *reply, const QmpError *err) {
+        /* Right after a memory save's "completed" event QEMU still says "Migration is not
+         * finalized yet" for a millisecond or two: retry briefly rather than poll status. */
+        if (err && err->error == -EIO && j->migration_done && j->cont_retries++ < 1000) {
+                j->retry_timer = sd_event_source_disable_unref(j->retry_timer);
+                if (sd_event_add_time_relative(j->domain->manager->event, &j->retry_timer, CLOCK_MONOTONIC,
+                                               USEC_PER_MSEC, 0, on_retry_resume, j) >= 0)
+                        return;
+        }
         if (err && !(j->plan.halt && err->error == -ECONNRESET))
                 log_error("Domain '%s': cannot %s the guest after snapshot '%s': %s", domain_name(j->domain),
                           j->plan.halt ? "halt" : "resume", j->req.name, err->desc ?: strerror(-err->error));
         j->paused = false;
-        j->step = STEP_METADATA;
+        if (j->stop_usec && j->resume_usec > j->stop_usec)
+                log_info("Domain '%s': guest paused for %.1f ms by snapshot '%s'.", domain_name(j->domain),
+                         (double) (j->resume_usec - j->stop_usec) / 1000.0, j->req.name);
+        j->step = STEP_SYNC;
         job_next(j);
 }
 
@@ -703,8 +690,15 @@ static int build_def(CreateJob *j, SnapshotDef **ret) {
         def->description = strdup(j->req.description ?: "");
         def->parent = d->current ? strdup(snapshot_name(d->current)) : NULL;
         def->creation_usec = j->creation_usec;
-        def->state = strdup("disk-snapshot");
-        def->memory = SNAPSHOT_LOCATION_NO;
+        /* The domain's state when taken; a disk-only snapshot is its own kind. */
+        def->state = strdup(j->plan.memory == SNAPSHOT_LOCATION_NO ? "disk-snapshot" :
+                            j->was_running ? "running" : "paused");
+        def->memory = j->plan.memory;
+        if (j->memory_file) {
+                def->memory_file = strdup(j->memory_file);
+                if (!def->memory_file)
+                        return -ENOMEM;
+        }
         def->quiesced = j->quiesced;
         def->disks = calloc(j->n_disks + 1, sizeof(SnapshotDiskDef));
         def->domain.name = strdup(domain_name(d));
@@ -796,9 +790,12 @@ static void job_metadata(CreateJob *j) {
 
 /* ---- the forward path ---- */
 
-static void job_next(CreateJob *j) {
+void job_next(CreateJob *j) {
         if (j->undoing)
                 return;
+        /* AbortJob before the memory save started: stop at this step boundary. */
+        if (j->abort_requested && !j->migration_started && !j->committed && !j->internal_saved)
+                return job_fail(j, SNAPSHOT_ERROR_ABORTED, "Aborted by AbortJob");
 
         switch (j->step) {
         case STEP_INSPECT_BLOCK:
@@ -824,22 +821,25 @@ static void job_next(CreateJob *j) {
                 return job_agent(j, "guest-fsfreeze-freeze", AGENT_FREEZE_TIMEOUT_USEC, on_freeze);
         case STEP_PAUSE:
                 if (!j->plan.pause || j->domain->state != DOMAIN_STATE_RUNNING) {
-                        j->step = STEP_SNAPSHOT;
+                        j->step = step_after_pause(j);
                         return job_next(j);
                 }
                 job_progress(j, "pause", 0, 0);
                 return job_qmp(j, "stop", NULL, on_pause);
+        case STEP_INTERNAL:
+                return job_internal_next(j);
+        case STEP_MEMORY:
+        case STEP_MEMORY_FINISH:
+                return job_memory_next(j);
         case STEP_SNAPSHOT:
+                if (!any_external_disk(j))
+                        return on_snapshot(j, NULL, NULL);
                 job_progress(j, "disks", 0, j->n_disks);
                 if (j->plan.use_transaction)
                         return job_qmp(j, "transaction", json_pack("{s:o}", "actions", transaction_actions(j)), on_snapshot);
-                /* No transaction: one disk at a time, with the guest paused by rule 5 when there
-                 * are several. */
-                for (size_t i = 0; i < j->n_disks; i++)
-                        if (j->disks[i].location == SNAPSHOT_LOCATION_EXTERNAL)
-                                return job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
-                                                "This QEMU lacks 'transaction' with 'blockdev-snapshot'");
-                return on_snapshot(j, NULL, NULL);
+                /* Without a transaction QEMU snapshots no disks here: refused by validation. */
+                return job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                "This QEMU lacks 'transaction' with 'blockdev-snapshot'");
         case STEP_THAW:
                 if (!j->freeze_sent) {
                         j->step = STEP_RESUME;
@@ -852,12 +852,17 @@ static void job_next(CreateJob *j) {
                         job_progress(j, "resume", 0, 0);
                         return job_qmp(j, "quit", NULL, on_resume);
                 }
-                if (!j->paused || !j->was_running) {
-                        j->step = STEP_METADATA;
+                /* We paused it, or QEMU did (a live save ends paused, snapshot-save too). */
+                if (!j->was_running || !(j->paused || j->migration_done || j->internal_saved || j->escalated)) {
+                        j->step = STEP_SYNC;
                         return job_next(j);
                 }
                 job_progress(j, "resume", 0, 0);
                 return job_qmp(j, "cont", NULL, on_resume);
+        case STEP_SYNC:
+                return job_sync_next(j);
+        case STEP_RESTORE:
+                return job_restore_next(j);
         case STEP_METADATA:
                 return job_metadata(j);
         case STEP_DONE:
@@ -869,6 +874,7 @@ static void job_next(CreateJob *j) {
 
 enum {
         UNDO_WAIT_CREATE,
+        UNDO_MEMORY,
         UNDO_THAW,
         UNDO_RESUME,
         UNDO_NODES,
@@ -883,7 +889,7 @@ static void on_undo_reply(CreateJob *j, json_t *reply, const QmpError *err) {
         job_undo_next(j);
 }
 
-static void job_undo_next(CreateJob *j) {
+void job_undo_next(CreateJob *j) {
         Domain *d = j->domain;
 
         for (;;) {
@@ -904,6 +910,13 @@ static void job_undo_next(CreateJob *j) {
                         }
                         continue;
 
+                case UNDO_MEMORY:
+                        /* Each call's reply comes back here, until nothing is left. */
+                        if (job_memory_undo_next(j, on_undo_reply))
+                                return;
+                        j->undo_step++;
+                        continue;
+
                 case UNDO_THAW:
                         j->undo_step++;
                         if (j->freeze_sent) {
@@ -915,8 +928,10 @@ static void job_undo_next(CreateJob *j) {
 
                 case UNDO_RESUME:
                         j->undo_step++;
-                        if (j->paused && j->was_running) {
+                        if (j->was_running && (j->paused || j->escalated || j->migration_done ||
+                                                j->at_switchover || j->internal_concluded)) {
                                 j->paused = false;
+                                j->at_switchover = false;
                                 job_progress(j, "resume", 0, 0);
                                 return job_qmp(j, "cont", NULL, on_undo_reply);
                         }
@@ -972,15 +987,32 @@ int create_job_start(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bus_er
         uint32_t tag;
         struct timespec ts;
 
-        if (!qmp_is_connected(d->qmp))
+        if (!qmp_is_connected(d->qmp)) {
+                /* Flag conflicts (and LIVE on a shut-off domain) are named first, as always. */
+                CreateCheck check = {
+                        .flags = req->flags,
+                        .memory = req->memory,
+                        .state = DOMAIN_STATE_SHUTOFF,
+                        .agent_configured = d->agent != NULL,
+                        .quiesce_best_effort = req->quiesce_best_effort,
+                        .can_transaction = true,
+                        .n_disks = 1,
+                };
+                CreatePlan plan;
+                int r = snapshot_rules_check_create(&check, &plan, error);
+
+                if (r < 0)
+                        return r;
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
                                          "Domain '%s' is %s: its QEMU is not connected", domain_name(d),
                                          domain_state_to_string(d->state));
+        }
 
         j = calloc(1, sizeof(CreateJob));
         if (!j)
                 return -ENOMEM;
         j->domain = d;
+        j->memory_fd = -1;
         j->request = sd_bus_message_ref(m);
         j->req = *req;
         *req = (CreateRequest) {};

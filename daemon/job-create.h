@@ -20,3 +20,10 @@ CreateJob *create_job_free(CreateJob *j);
 
 /* QMP events of the domain, forwarded while the job runs (block job status changes). */
 void create_job_on_event(CreateJob *j, const char *event, json_t *data);
+
+/* QEMU went away: a job waiting for QEMU's events fails (and rolls back what it can). */
+void create_job_on_disconnect(CreateJob *j);
+
+/* AbortJob: cancels a running memory save (migrate_cancel); the job then rolls back and its
+ * caller gets Aborted. OperationInvalid when the job is past the point where it can stop. */
+int create_job_abort(CreateJob *j, sd_bus_error *error);

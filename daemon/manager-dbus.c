@@ -25,6 +25,12 @@ static int method_list_domains(sd_bus_message *m, void *userdata, sd_bus_error *
         Manager *mgr = userdata;
         int r;
 
+        r = bus_authorize(m, SNAPSHOT_ACTION_LIST, NULL, NULL, &mgr->polkit, error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
+
         r = sd_bus_message_new_method_return(m, &reply);
         if (r < 0)
                 return r;
@@ -51,6 +57,11 @@ static int method_get_domain(sd_bus_message *m, void *userdata, sd_bus_error *er
         r = sd_bus_message_read(m, "s", &name);
         if (r < 0)
                 return r;
+        r = bus_authorize(m, SNAPSHOT_ACTION_LIST, name, NULL, &mgr->polkit, error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
 
         d = manager_find_domain(mgr, name);
         if (!d)
@@ -137,9 +148,11 @@ static int method_register_domain(sd_bus_message *m, void *userdata, sd_bus_erro
 
         if (!snapshot_name_is_valid(name))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT, "Invalid domain name '%s'", name);
-        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, name, NULL, error);
-        if (r <= 0)
+        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, name, NULL, &mgr->polkit, error);
+        if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
         if (qmp_socket[0] != '/')
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
                                          "QMP socket must be an absolute path, not '%s'", qmp_socket);
@@ -192,9 +205,11 @@ static int method_unregister_domain(sd_bus_message *m, void *userdata, sd_bus_er
         if (r < 0)
                 return r;
 
-        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, name, NULL, error);
-        if (r <= 0)
+        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, name, NULL, &mgr->polkit, error);
+        if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
         d = manager_find_domain(mgr, name);
         if (!d)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_NO_SUCH_DOMAIN, "No domain '%s'", name);
@@ -219,9 +234,11 @@ static int method_reload(sd_bus_message *m, void *userdata, sd_bus_error *error)
         Manager *mgr = userdata;
         int r;
 
-        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, NULL, NULL, error);
-        if (r <= 0)
+        r = bus_authorize(m, SNAPSHOT_ACTION_MANAGE, NULL, NULL, &mgr->polkit, error);
+        if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
 
         r = manager_load_config(mgr);
         if (r < 0)

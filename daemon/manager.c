@@ -11,6 +11,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "polkit.h"
 #include "snapshot.h"
 
 int manager_new(Manager **ret, sd_event *event, const char *config_dir, const char *state_dir) {
@@ -39,6 +40,7 @@ Manager *manager_free(Manager *m) {
 
         sd_event_source_disable_unref(m->idle_timer);
         sd_event_source_disable_unref(m->exit_timer);
+        polkit_registry_free(m->polkit);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         free(m->config_dir);

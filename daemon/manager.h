@@ -21,6 +21,8 @@ typedef struct Manager {
         uint64_t idle_timeout_usec;     /* 0: never exit on idle */
         sd_event_source *idle_timer;
 
+        struct PolkitRegistry *polkit;  /* authorization checks in flight (polkit.c) */
+
         bool exit_requested;            /* SIGTERM came while jobs ran: exit when they end */
         sd_event_source *exit_timer;
 } Manager;

@@ -143,6 +143,12 @@ static int method_get_xml_desc(sd_bus_message *m, void *userdata, sd_bus_error *
         if (flags & ~(uint64_t) SNAPSHOT_XML_ALL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown flags 0x%llx",
                                          (unsigned long long) flags);
+        r = bus_authorize(m, SNAPSHOT_ACTION_LIST, domain_name(s->domain), snapshot_name(s),
+                          &s->domain->manager->polkit, error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
 
         r = snapshot_xml_format(s->def, &xml);
         if (r < 0)
@@ -164,6 +170,12 @@ static int method_list_children(sd_bus_message *m, void *userdata, sd_bus_error 
         if (flags & ~(uint64_t) SNAPSHOT_LIST_ALL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown list flags 0x%llx",
                                          (unsigned long long) (flags & ~(uint64_t) SNAPSHOT_LIST_ALL));
+        r = bus_authorize(m, SNAPSHOT_ACTION_LIST, domain_name(s->domain), snapshot_name(s),
+                          &s->domain->manager->polkit, error);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
 
         r = domain_list_snapshots(s->domain, s, flags, flags & SNAPSHOT_LIST_DESCENDANTS, &l, &n);
         if (r < 0)
@@ -188,9 +200,12 @@ static int method_revert(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (flags & ~(uint64_t) SNAPSHOT_REVERT_ALL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown revert flags 0x%llx",
                                          (unsigned long long) flags);
-        r = bus_authorize(m, SNAPSHOT_ACTION_REVERT, domain_name(s->domain), snapshot_name(s), error);
-        if (r <= 0)
+        r = bus_authorize(m, SNAPSHOT_ACTION_REVERT, domain_name(s->domain), snapshot_name(s),
+                          &s->domain->manager->polkit, error);
+        if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
         return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                  "Reverting to snapshot '%s' needs a managed domain, and domain '%s' is attached",
                                  snapshot_name(s), domain_name(s->domain));
@@ -281,9 +296,11 @@ static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (flags & ~(uint64_t) SNAPSHOT_DELETE_ALL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown delete flags 0x%llx",
                                          (unsigned long long) flags);
-        r = bus_authorize(m, SNAPSHOT_ACTION_DELETE, domain_name(d), snapshot_name(s), error);
-        if (r <= 0)
+        r = bus_authorize(m, SNAPSHOT_ACTION_DELETE, domain_name(d), snapshot_name(s), &d->manager->polkit, error);
+        if (r < 0)
                 return r;
+        if (r == 0)
+                return 1; /* polkit is being asked; the call comes back here */
         if ((flags & SNAPSHOT_DELETE_CHILDREN) && (flags & SNAPSHOT_DELETE_CHILDREN_ONLY))
                 return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                         "Flags 'children' and 'children-only' cannot be combined");

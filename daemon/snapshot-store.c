@@ -28,9 +28,21 @@ static bool snapshot_state_is_valid(const char *s) {
 
 /* ---- format ---------------------------------------------------------------------------- */
 
+static bool domain_def_strings_valid(const DomainDef *dom) {
+        if (!xml_string_is_valid(dom->name))
+                return false;
+        for (size_t i = 0; i < dom->n_disks; i++)
+                if (!xml_string_is_valid(dom->disks[i].target) ||
+                    !xml_string_is_valid(dom->disks[i].file) ||
+                    !xml_string_is_valid(dom->disks[i].format) ||
+                    !xml_string_is_valid(dom->disks[i].node_name))
+                        return false;
+        return true;
+}
+
 static bool snapshot_def_strings_valid(const SnapshotDef *def) {
         const char *top[] = { def->name, def->description, def->parent, def->state,
-                              def->memory_file, def->domain.name };
+                              def->memory_file };
 
         for (size_t i = 0; i < ELEMENTSOF(top); i++)
                 if (!xml_string_is_valid(top[i]))
@@ -40,13 +52,7 @@ static bool snapshot_def_strings_valid(const SnapshotDef *def) {
                     !xml_string_is_valid(def->disks[i].file) ||
                     !xml_string_is_valid(def->disks[i].format))
                         return false;
-        for (size_t i = 0; i < def->domain.n_disks; i++)
-                if (!xml_string_is_valid(def->domain.disks[i].target) ||
-                    !xml_string_is_valid(def->domain.disks[i].file) ||
-                    !xml_string_is_valid(def->domain.disks[i].format) ||
-                    !xml_string_is_valid(def->domain.disks[i].node_name))
-                        return false;
-        return true;
+        return domain_def_strings_valid(&def->domain);
 }
 
 /* libxml2's tree calls only fail on OOM; they return NULL then. */
@@ -112,15 +118,13 @@ static int format_disks(xmlNode *root, const SnapshotDef *def) {
         return 0;
 }
 
-static int format_domain(xmlNode *root, const DomainDef *dom) {
-        xmlNode *domain, *n, *os, *devices;
+/* Fills an empty <domain> element: the one builder for both the <domain> section of a
+ * <domainsnapshot> and the standalone document of domain_def_format_xml(). */
+static int fill_domain(xmlNode *domain, const DomainDef *dom) {
+        xmlNode *n, *os, *devices;
         char buf[32];
 
-        if (!dom->name)
-                return 0;
-
-        domain = add_text(root, NULL, "domain", NULL);
-        if (!domain || set_prop(domain, "type", "qemu") < 0)
+        if (set_prop(domain, "type", "qemu") < 0)
                 return -ENOMEM;
         if (!add_text(domain, NULL, "name", dom->name))
                 return -ENOMEM;
@@ -166,6 +170,43 @@ static int format_domain(xmlNode *root, const DomainDef *dom) {
                         return -ENOMEM;
         }
         return 0;
+}
+
+static int format_domain(xmlNode *root, const DomainDef *dom) {
+        xmlNode *domain;
+
+        if (!dom->name)
+                return 0;
+
+        domain = add_text(root, NULL, "domain", NULL);
+        if (!domain)
+                return -ENOMEM;
+        return fill_domain(domain, dom);
+}
+
+int domain_def_format_xml(const DomainDef *def, char **ret) {
+        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
+        xmlNode *root;
+        int r;
+
+        if (!def || !ret)
+                return -EINVAL;
+        if (isempty(def->name) || !domain_def_strings_valid(def))
+                return -EINVAL;
+
+        doc = xmlNewDoc(BAD_CAST "1.0");
+        if (!doc)
+                return -ENOMEM;
+        root = xmlNewDocNode(doc, NULL, BAD_CAST "domain", NULL);
+        if (!root)
+                return -ENOMEM;
+        xmlDocSetRootElement(doc, root);
+
+        r = fill_domain(root, def);
+        if (r < 0)
+                return r;
+
+        return xml_doc_format(doc, ret);
 }
 
 /* What libvirt has no place for, in one element of our namespace inside <cookie>. */

@@ -18,6 +18,11 @@ int snapshot_xml_format(const SnapshotDef *def, char **ret);
  * The result is not checked for the daemon's rules (names, paths): the caller does that. */
 int snapshot_xml_parse(const char *xml, size_t size, SnapshotDef **ret);
 
+/* A standalone libvirt-style <domain type='qemu'> document (name, memory in KiB, vcpu,
+ * os/type, devices/disks), the same as the <domain> section of snapshot_xml_format(); for
+ * the memory image header. -EINVAL without a name or with strings XML cannot carry. */
+int domain_def_format_xml(const DomainDef *def, char **ret);
+
 int snapshot_store_save(const char *state_dir, const char *domain, const SnapshotDef *def);
 int snapshot_store_remove(const char *state_dir, const char *domain, const char *name);
 /* Loads every snapshot of a domain; files that fail to parse are skipped and counted in

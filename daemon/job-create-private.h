@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The create job's state, shared by job-create.c (the flow, disks, undo) and job-memory.c
+ * (the memory image). Nothing outside those two files includes this. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "create-options.h"
+#include "job-create.h"
+#include "macro.h"
+#include "qmp.h"
+#include "snapshot-rules.h"
+#include "worker.h"
+
+#define JOB_NAME "snapshot-create"
+#define AGENT_FREEZE_TIMEOUT_USEC (30 * USEC_PER_SEC)
+#define AGENT_PING_TIMEOUT_USEC (5 * USEC_PER_SEC)
+#define BLOCKDEV_CREATE_TIMEOUT_USEC (60 * USEC_PER_SEC)
+
+typedef enum MemoryStep {
+        MEMORY_QUERY_CAPS,
+        MEMORY_QUERY_PARAMS,
+        MEMORY_SET_CAPS,
+        MEMORY_SET_PARAMS,
+        MEMORY_GETFD,
+        MEMORY_MIGRATE,
+        MEMORY_WAIT,            /* until pre-switchover (or failure) */
+        MEMORY_CONTINUE,        /* after the disks: migrate-continue, wait for completed */
+        MEMORY_WAIT_DONE,
+} MemoryStep;
+
+typedef struct DiskPlan {
+        char *target;
+        SnapshotLocation location;
+        char *top_node;         /* the device's top node before the snapshot */
+        char *base_file;        /* its image file: the overlay's backing */
+        char *base_format;
+        uint64_t virtual_size;
+        bool read_only;
+
+        char *overlay;          /* absolute path under the image dir */
+        char *file_node;        /* our node names */
+        char *fmt_node;
+        char *create_job_id;
+
+        bool file_created;      /* we created the file: unlink it when undoing */
+        bool file_node_added;
+        bool fmt_node_added;
+} DiskPlan;
+
+typedef enum Step {
+        STEP_INSPECT_BLOCK,
+        STEP_INSPECT_MEMORY,
+        STEP_INSPECT_CPUS,
+        STEP_CHECK_AGENT,
+        STEP_PREPARE,           /* per disk, sub-steps below */
+        STEP_FREEZE,
+        STEP_PAUSE,
+        STEP_INTERNAL,          /* memory internal: QEMU's snapshot-save job */
+        STEP_MEMORY,            /* memory external: migrate to the image, up to pre-switchover */
+        STEP_SNAPSHOT,
+        STEP_MEMORY_FINISH,     /* the final pass, completed */
+        STEP_THAW,
+        STEP_RESUME,
+        STEP_SYNC,              /* fsync + header commit of the image, off the loop */
+        STEP_RESTORE,           /* migration settings back as they were */
+        STEP_METADATA,
+        STEP_DONE,
+} Step;
+
+typedef enum PrepareStep {
+        PREPARE_ADD_FILE,
+        PREPARE_CREATE,
+        PREPARE_WAIT_CREATE,
+        PREPARE_QUERY_CREATE,
+        PREPARE_DISMISS,
+        PREPARE_ADD_FORMAT,
+} PrepareStep;
+
+struct CreateJob {
+        Domain *domain;
+        sd_bus_message *request;
+        CreateRequest req;
+        CreatePlan plan;
+        char tag[16];           /* random, makes node and job names unique in QEMU */
+
+        DiskPlan *disks;
+        size_t n_disks;
+        uint64_t memory_kib;
+        unsigned vcpus;
+        uint64_t creation_usec;
+        bool was_running;
+
+        Step step;
+        size_t disk_cursor;
+        PrepareStep prepare_step;
+        bool waiting_event;     /* a blockdev-create job runs; its event moves us on */
+        sd_event_source *event_timer;
+
+        /* what the forward path did, for the undo path */
+        bool freeze_sent;
+        bool quiesced;
+        bool paused;
+        bool committed;         /* the transaction succeeded: the guest writes to the overlays */
+
+        /* undo path */
+        bool undoing;
+        unsigned undo_step;
+        size_t undo_cursor;
+        int undo_sub;
+        sd_bus_error error;
+
+        uint64_t qmp_call;
+        uint64_t agent_call;
+        void (*cont)(CreateJob *j, json_t *reply, const QmpError *err);
+
+        /* the memory image (job-memory.c) */
+        MemoryStep memory_step;
+        char *memory_file;
+        int memory_fd;
+        bool memory_file_created;
+        char fdname[32];
+        bool fd_added;          /* getfd done, QEMU holds a copy */
+        json_t *saved_caps;     /* migration capabilities and parameters we changed */
+        json_t *saved_params;
+        bool migration_changed;
+        bool migration_started;
+        bool at_switchover;     /* pre-switchover: guest stopped, final pass not yet written */
+        bool migration_done;
+        bool waiting_migration_end;
+        bool ev_switchover;     /* MIGRATION events seen, not acted on yet */
+        bool ev_completed;
+        bool abort_requested;
+        bool escalated;         /* live-timeout hit: we paused the guest to finish */
+        sd_event_source *progress_timer;
+        sd_event_source *live_timer;
+        sd_event_source *end_timer;
+        uint64_t progress_call;
+        Worker *worker;
+        uint64_t stop_usec, resume_usec;  /* from QEMU's STOP/RESUME events */
+        bool internal_saved;    /* snapshot-save done: undo with snapshot-delete */
+        bool internal_running;
+        bool internal_concluded;
+        char *internal_job_id;
+        char *internal_error;
+        unsigned cont_retries;
+        sd_event_source *retry_timer;
+};
+
+typedef void (*job_reply_fn)(CreateJob *j, json_t *reply, const QmpError *err);
+
+/* job-create.c */
+void job_next(CreateJob *j);
+void job_finish(CreateJob *j, const char *path);
+void job_fail(CreateJob *j, const char *name, const char *fmt, ...) _printf_(3, 4);
+void job_fail_qmp(CreateJob *j, const char *what, const QmpError *err);
+void job_qmp(CreateJob *j, const char *command, json_t *args, job_reply_fn fn);
+void job_qmp_fd(CreateJob *j, const char *command, json_t *args, int fd, job_reply_fn fn);
+void job_undo_next(CreateJob *j);
+void job_progress(CreateJob *j, const char *phase, uint64_t processed, uint64_t total);
+
+/* job-memory.c */
+int job_memory_validate(CreateJob *j, sd_bus_error *error);
+void job_memory_next(CreateJob *j);        /* STEP_MEMORY and STEP_MEMORY_FINISH */
+void job_internal_next(CreateJob *j);      /* STEP_INTERNAL */
+void job_sync_next(CreateJob *j);          /* STEP_SYNC */
+void job_restore_next(CreateJob *j);       /* STEP_RESTORE */
+void job_memory_on_event(CreateJob *j, const char *event, json_t *data);
+/* Undo of the memory part, one QMP call at a time: returns true when it issued a call (the
+ * undo continues from its reply), false when nothing is left to undo. */
+bool job_memory_undo_next(CreateJob *j, job_reply_fn next);
+void job_memory_clear(CreateJob *j);

@@ -1,0 +1,650 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The memory part of the create job.
+ *
+ * External memory (DESIGN.md "Memory image"): QEMU migrates to a file the daemon opened and
+ * passed with getfd. The migration runs with the capability pause-before-switchover, so
+ * QEMU stops the guest (by itself in a live save, after our "stop" otherwise) and waits in
+ * "pre-switchover" before writing the final pass and inactivating the disks. The disks are
+ * snapshotted right there, then migrate-continue lets QEMU write the final pass, and "cont"
+ * follows the moment QEMU says "completed". The guest is paused only for the final pass and
+ * the transaction; the fsync of the image and the rewrite of its magic to LibvirtQemudSave
+ * happen after it runs again, in a worker thread.
+ *
+ * Migration settings are QEMU-wide and outlive us: the ones we change (capabilities events,
+ * pause-before-switchover, auto-converge; parameters max-bandwidth, downtime-limit) are read
+ * first and put back afterwards, on every path.
+ *
+ * Internal memory: QEMU's snapshot-save job writes memory and every disk into the qcow2
+ * images themselves. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "domain.h"
+#include "job-create-private.h"
+#include "log.h"
+#include "manager.h"
+#include "path-util.h"
+#include "save-image.h"
+#include "snapshot-bus.h"
+#include "snapshot-store.h"
+
+#define PROGRESS_INTERVAL_USEC (200 * USEC_PER_MSEC)
+#define LIVE_TIMEOUT_DEFAULT_SEC 120U
+#define LIVE_DOWNTIME_MS 20
+#define MEMORY_HEADROOM (64ULL << 20)
+#define CONT_RETRY_USEC (2 * USEC_PER_MSEC)
+#define MIGRATION_END_TIMEOUT_USEC (30 * USEC_PER_SEC)
+
+/* Capabilities we set, and the value each gets during the save. auto-converge only for a
+ * live save: it throttles the guest when it dirties memory faster than we write it. */
+static const char *const our_caps[] = { "events", "pause-before-switchover", "auto-converge" };
+
+static bool job_is_live(CreateJob *j) {
+        return j->req.flags & SNAPSHOT_CREATE_LIVE;
+}
+
+int job_memory_validate(CreateJob *j, sd_bus_error *error) {
+        Domain *d = j->domain;
+        _cleanup_free_ char *def_name = NULL;
+        _cleanup_close_ int dirfd = -1;
+        uint64_t need, avail = 0;
+        int r;
+
+        if (j->plan.memory == SNAPSHOT_LOCATION_INTERNAL) {
+                for (size_t i = 0; i < j->n_disks; i++) {
+                        if (j->disks[i].location == SNAPSHOT_LOCATION_EXTERNAL)
+                                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                         "Disk '%s' asks for an external snapshot, but memory 'internal' keeps every disk internal",
+                                                         j->disks[i].target);
+                        if (j->disks[i].location == SNAPSHOT_LOCATION_INTERNAL &&
+                            !streq_ptr(j->disks[i].base_format, "qcow2"))
+                                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                         "Disk '%s' is %s: internal snapshots need qcow2",
+                                                         j->disks[i].target, j->disks[i].base_format);
+                }
+                if (!qmp_has_command(d->qmp, "snapshot-save"))
+                        return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                "This QEMU lacks snapshot-save, which internal memory snapshots need");
+                return 0;
+        }
+
+        if (j->plan.memory != SNAPSHOT_LOCATION_EXTERNAL)
+                return 0;
+
+        if (!qmp_has_command(d->qmp, "migrate") || !qmp_has_command(d->qmp, "getfd") ||
+            !qmp_has_command(d->qmp, "migrate-continue"))
+                return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                        "This QEMU lacks migrate/getfd/migrate-continue, which memory images need");
+
+        if (asprintf(&def_name, "%s.mem", j->req.name) < 0)
+                return -ENOMEM;
+        r = image_path_resolve(d->config->images_dir, j->req.memory_file, def_name, &j->memory_file);
+        if (r < 0)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                         "Memory file '%s' must lie under the domain's image directory '%s'",
+                                         isempty(j->req.memory_file) ? def_name : j->req.memory_file,
+                                         d->config->images_dir);
+        for (size_t i = 0; i < j->n_disks; i++)
+                if (streq_ptr(j->disks[i].overlay, j->memory_file))
+                        return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Memory file '%s' is also disk '%s''s overlay",
+                                                 j->memory_file, j->disks[i].target);
+        if (access(j->memory_file, F_OK) >= 0)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                         "Memory file '%s' already exists", j->memory_file);
+
+        /* Refuse up front when the image cannot fit: the guest's RAM plus room for the
+         * header, device state and the overlays. */
+        dirfd = open(d->config->images_dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        if (dirfd < 0)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot open image directory '%s': %s",
+                                         d->config->images_dir, strerror(errno));
+        need = j->memory_kib * 1024 + MEMORY_HEADROOM;
+        r = save_image_check_space(dirfd, need, &avail);
+        if (r == -ENOSPC)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_NO_SPACE,
+                                         "The memory image needs about %llu MiB in '%s', which has %llu MiB free",
+                                         (unsigned long long) (need >> 20), d->config->images_dir,
+                                         (unsigned long long) (avail >> 20));
+        if (r < 0)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot check free space in '%s': %s",
+                                         d->config->images_dir, strerror(-r));
+        return 0;
+}
+
+/* ---- progress ---- */
+
+static void on_progress_reply(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        CreateJob *j = userdata;
+        json_t *ram;
+        uint64_t done, left, total;
+
+        j->progress_call = 0;
+        if (err || j->undoing || j->step != STEP_MEMORY)
+                return;
+        ram = json_object_get(reply, "ram");
+        if (!ram)
+                return;
+        done = (uint64_t) json_integer_value(json_object_get(ram, "transferred"));
+        left = (uint64_t) json_integer_value(json_object_get(ram, "remaining"));
+        total = (uint64_t) json_integer_value(json_object_get(ram, "total"));
+        (void) domain_send_progress(j->domain, "snapshot-create", "memory", done, left, total);
+}
+
+static int on_progress_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        CreateJob *j = userdata;
+
+        if (j->step != STEP_MEMORY || j->undoing)
+                return sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        /* One query at a time: a slow QEMU gets fewer, never a pile-up. */
+        if (!j->progress_call)
+                (void) qmp_call(j->domain->qmp, "query-migrate", NULL, -1, 0, on_progress_reply, j,
+                                &j->progress_call);
+        (void) sd_event_source_set_time_relative(s, PROGRESS_INTERVAL_USEC);
+        return 0;
+}
+
+static void on_escalate(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        CreateJob *j = userdata;
+
+        if (err)
+                log_warning("Domain '%s': could not pause the guest to finish the live save: %s",
+                            domain_name(j->domain), err->desc ?: strerror(-err->error));
+}
+
+static int on_live_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        CreateJob *j = userdata;
+
+        if (j->step != STEP_MEMORY || j->at_switchover || j->undoing)
+                return 0;
+
+        /* The guest dirties memory faster than the image is written, even throttled by
+         * auto-converge: pause it, and the save finishes with what it has. */
+        j->escalated = true;
+        log_notice("Domain '%s': live save of '%s' did not converge in %us; pausing the guest to finish it.",
+                   domain_name(j->domain), j->req.name, j->req.live_timeout ?: LIVE_TIMEOUT_DEFAULT_SEC);
+        job_progress(j, "pause", 0, 0);
+        (void) qmp_call(j->domain->qmp, "stop", NULL, -1, 0, on_escalate, j, NULL);
+        return 0;
+}
+
+/* ---- the forward path ---- */
+
+/* QEMU's MIGRATION events can come before the reply to the command that caused them
+ * (migrate, migrate-continue). They only set flags; this moves the job on once no call of
+ * the job is in flight, from the event or from that reply, whichever comes last. */
+static void memory_check_events(CreateJob *j) {
+        if (j->undoing || j->cont)
+                return;
+
+        if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && j->ev_switchover) {
+                j->ev_switchover = false;
+                j->at_switchover = true;
+                (void) sd_event_source_set_enabled(j->progress_timer, SD_EVENT_OFF);
+                (void) sd_event_source_set_enabled(j->live_timer, SD_EVENT_OFF);
+                if (job_is_live(j) && !j->escalated)
+                        job_progress(j, "pause", 0, 0); /* QEMU's own pause at convergence */
+                j->step = STEP_SNAPSHOT;
+                job_next(j);
+        } else if (j->step == STEP_MEMORY_FINISH && j->memory_step == MEMORY_WAIT_DONE && j->ev_completed) {
+                j->ev_completed = false;
+                j->migration_done = true;
+                j->migration_started = false;
+                j->step = STEP_THAW;
+                job_next(j);
+        }
+}
+
+static void memory_advance(CreateJob *j, MemoryStep next) {
+        j->memory_step = next;
+        job_next(j);
+}
+
+static void on_query_caps(CreateJob *j, json_t *reply, const QmpError *err) {
+        size_t i;
+        json_t *c;
+
+        if (err)
+                return job_fail_qmp(j, "Cannot read migration capabilities", err);
+        j->saved_caps = json_array();
+        if (!j->saved_caps)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        json_array_foreach(reply, i, c)
+                for (size_t k = 0; k < ELEMENTSOF(our_caps); k++)
+                        if (streq_ptr(json_string_value(json_object_get(c, "capability")), our_caps[k]))
+                                json_array_append(j->saved_caps, c);
+        if (json_array_size(j->saved_caps) != ELEMENTSOF(our_caps))
+                return job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                "This QEMU lacks the migration capabilities events/pause-before-switchover/auto-converge");
+        memory_advance(j, MEMORY_QUERY_PARAMS);
+}
+
+static void on_query_params(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot read migration parameters", err);
+        j->saved_params = json_pack("{s:O?, s:O?}",
+                                    "max-bandwidth", json_object_get(reply, "max-bandwidth"),
+                                    "downtime-limit", json_object_get(reply, "downtime-limit"));
+        if (!j->saved_params)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        memory_advance(j, MEMORY_SET_CAPS);
+}
+
+static void on_set_caps(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot set migration capabilities", err);
+        j->migration_changed = true;
+        memory_advance(j, MEMORY_SET_PARAMS);
+}
+
+static void on_set_params(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot set migration parameters", err);
+        memory_advance(j, MEMORY_GETFD);
+}
+
+static void on_getfd(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot pass the memory image to QEMU (getfd)", err);
+        j->fd_added = true;
+        memory_advance(j, MEMORY_MIGRATE);
+}
+
+static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
+        uint64_t live_timeout;
+
+        if (err)
+                return job_fail_qmp(j, "QEMU refused to save the memory (migrate)", err);
+        /* QEMU owns the fd now and closes it when the migration ends. */
+        j->migration_started = true;
+        j->fd_added = false;
+        j->memory_step = MEMORY_WAIT;
+
+        (void) sd_event_add_time_relative(j->domain->manager->event, &j->progress_timer, CLOCK_MONOTONIC,
+                                          PROGRESS_INTERVAL_USEC, 0, on_progress_timer, j);
+        if (job_is_live(j)) {
+                live_timeout = (uint64_t) (j->req.live_timeout ?: LIVE_TIMEOUT_DEFAULT_SEC) * USEC_PER_SEC;
+                (void) sd_event_add_time_relative(j->domain->manager->event, &j->live_timer, CLOCK_MONOTONIC,
+                                                  live_timeout, 0, on_live_timer, j);
+        }
+        memory_check_events(j);
+}
+
+static void on_migrate_continue(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "QEMU could not finish the memory image (migrate-continue)", err);
+        j->at_switchover = false;
+        j->memory_step = MEMORY_WAIT_DONE;
+        memory_check_events(j);
+}
+
+static int open_image(CreateJob *j) {
+        _cleanup_free_ char *xml = NULL;
+        DomainDef def = {
+                .name = (char *) domain_name(j->domain),
+                .memory_kib = j->memory_kib,
+                .vcpus = j->vcpus,
+        };
+        _cleanup_free_ DomainDiskDef *disks = NULL;
+        int fd, r;
+
+        disks = calloc(j->n_disks + 1, sizeof(DomainDiskDef));
+        if (!disks)
+                return -ENOMEM;
+        for (size_t i = 0; i < j->n_disks; i++)
+                disks[def.n_disks++] = (DomainDiskDef) {
+                        .target = j->disks[i].target,
+                        .file = j->disks[i].overlay ?: j->disks[i].base_file,
+                        .format = j->disks[i].overlay ? (char *) "qcow2" : j->disks[i].base_format,
+                };
+        def.disks = disks;
+        r = domain_def_format_xml(&def, &xml);
+        if (r < 0)
+                return r;
+
+        fd = image_file_create(j->domain->config->images_dir, j->memory_file);
+        if (fd < 0)
+                return fd;
+        j->memory_fd = fd;
+        j->memory_file_created = true;
+        return save_image_begin(fd, xml, j->was_running, NULL);
+}
+
+void job_memory_next(CreateJob *j) {
+        json_t *args;
+        int r;
+
+        if (j->step == STEP_MEMORY_FINISH)
+                return job_qmp(j, "migrate-continue", json_pack("{s:s}", "state", "pre-switchover"),
+                               on_migrate_continue);
+
+        switch (j->memory_step) {
+        case MEMORY_QUERY_CAPS:
+                job_progress(j, "memory", 0, j->memory_kib * 1024);
+                return job_qmp(j, "query-migrate-capabilities", NULL, on_query_caps);
+        case MEMORY_QUERY_PARAMS:
+                return job_qmp(j, "query-migrate-parameters", NULL, on_query_params);
+        case MEMORY_SET_CAPS:
+                args = json_pack("{s:[{s:s,s:b},{s:s,s:b},{s:s,s:b}]}", "capabilities",
+                                 "capability", "events", "state", 1,
+                                 "capability", "pause-before-switchover", "state", 1,
+                                 "capability", "auto-converge", "state", job_is_live(j));
+                return job_qmp(j, "migrate-set-capabilities", args, on_set_caps);
+        case MEMORY_SET_PARAMS:
+                /* QEMU's default bandwidth cap (128 MiB/s) is for networks, not a local file. */
+                args = json_pack("{s:I}", "max-bandwidth", (json_int_t) INT64_MAX / 8);
+                if (job_is_live(j))
+                        json_object_set_new(args, "downtime-limit", json_integer(LIVE_DOWNTIME_MS));
+                return job_qmp(j, "migrate-set-parameters", args, on_set_params);
+        case MEMORY_GETFD:
+                r = open_image(j);
+                if (r < 0)
+                        return job_fail(j, r == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
+                                        "Cannot create memory image '%s': %s", j->memory_file, strerror(-r));
+                snprintf(j->fdname, sizeof(j->fdname), "sd%s-mem", j->tag);
+                return job_qmp_fd(j, "getfd", json_pack("{s:s}", "fdname", j->fdname), j->memory_fd, on_getfd);
+        case MEMORY_MIGRATE: {
+                _cleanup_free_ char *uri = NULL;
+
+                if (asprintf(&uri, "fd:%s", j->fdname) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+                return job_qmp(j, "migrate", json_pack("{s:s}", "uri", uri), on_migrate);
+        }
+        case MEMORY_WAIT:
+        case MEMORY_CONTINUE:
+        case MEMORY_WAIT_DONE:
+                return; /* events move us on */
+        }
+}
+
+void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
+        const char *status;
+
+        if (streq(event, "STOP"))
+                j->stop_usec = now_usec();
+        else if (streq(event, "RESUME"))
+                j->resume_usec = now_usec();
+        if (!streq(event, "MIGRATION"))
+                return;
+
+        status = json_string_value(json_object_get(data, "status"));
+        if (!status)
+                return;
+
+        if (j->waiting_migration_end && (streq(status, "cancelled") || streq(status, "failed") || streq(status, "completed"))) {
+                j->waiting_migration_end = false;
+                (void) sd_event_source_set_enabled(j->end_timer, SD_EVENT_OFF);
+                j->migration_started = false;
+                (void) sd_event_source_set_enabled(j->progress_timer, SD_EVENT_OFF);
+                job_undo_next(j);
+                return;
+        }
+        if (j->undoing)
+                return;
+
+        if (streq(status, "pre-switchover"))
+                j->ev_switchover = true;
+        else if (streq(status, "completed"))
+                j->ev_completed = true;
+        memory_check_events(j);
+        if (streq(status, "failed"))
+                job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU failed to save the memory (migration failed)");
+        else if (streq(status, "cancelled"))
+                job_fail(j, j->abort_requested ? SNAPSHOT_ERROR_ABORTED : SNAPSHOT_ERROR_FAILED,
+                         j->abort_requested ? "Aborted by AbortJob" : "QEMU cancelled the memory save");
+}
+
+/* ---- internal memory: QEMU's snapshot-save job ---- */
+
+static void on_internal_query(CreateJob *j, json_t *reply, const QmpError *err);
+
+static void on_internal_dismiss(CreateJob *j, json_t *reply, const QmpError *err) {
+        const char *job_error = j->internal_error;
+
+        if (err)
+                log_warning("Domain '%s': cannot dismiss snapshot-save job: %s", domain_name(j->domain),
+                            err->desc ?: strerror(-err->error));
+        if (job_error)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU could not save the internal snapshot: %s", job_error);
+        j->internal_saved = true;
+        j->step = STEP_RESUME;
+        job_next(j);
+}
+
+static void on_internal_query(CreateJob *j, json_t *reply, const QmpError *err) {
+        size_t i;
+        json_t *job;
+
+        if (err)
+                return job_fail_qmp(j, "Cannot read the result of snapshot-save (query-jobs)", err);
+        json_array_foreach(reply, i, job)
+                if (streq_ptr(json_string_value(json_object_get(job, "id")), j->internal_job_id)) {
+                        const char *e = json_string_value(json_object_get(job, "error"));
+                        free(j->internal_error);
+                        j->internal_error = e ? strdup(e) : NULL;
+                }
+        job_qmp(j, "job-dismiss", json_pack("{s:s}", "id", j->internal_job_id), on_internal_dismiss);
+}
+
+static void on_internal_started(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "QEMU refused the internal snapshot (snapshot-save)", err);
+        j->internal_running = true; /* JOB_STATUS_CHANGE "concluded" moves us on */
+}
+
+void job_internal_next(CreateJob *j) {
+        json_t *devices, *args;
+        const char *vmstate = NULL;
+
+        if (j->internal_concluded)
+                return job_qmp(j, "query-jobs", NULL, on_internal_query);
+
+        devices = json_array();
+        if (!devices)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        for (size_t i = 0; i < j->n_disks; i++) {
+                if (j->disks[i].location != SNAPSHOT_LOCATION_INTERNAL)
+                        continue;
+                json_array_append_new(devices, json_string(j->disks[i].top_node));
+                vmstate = vmstate ?: j->disks[i].top_node;
+        }
+        if (!vmstate) {
+                json_decref(devices);
+                return job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                "An internal memory snapshot needs a qcow2 disk to hold the memory");
+        }
+        free(j->internal_job_id);
+        if (asprintf(&j->internal_job_id, "sd%s-save", j->tag) < 0) {
+                j->internal_job_id = NULL;
+                json_decref(devices);
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        }
+        job_progress(j, "memory", 0, j->memory_kib * 1024);
+        args = json_pack("{s:s, s:s, s:s, s:o}", "job-id", j->internal_job_id, "tag", j->req.name,
+                         "vmstate", vmstate, "devices", devices);
+        job_qmp(j, "snapshot-save", args, on_internal_started);
+}
+
+/* ---- sync: fsync and commit the image header, off the event loop ---- */
+
+static int commit_image(void *arg) {
+        return save_image_commit(*(int *) arg);
+}
+
+static void on_synced(int r, void *userdata) {
+        CreateJob *j = userdata;
+
+        j->worker = NULL;
+        if (r < 0)
+                return job_fail(j, r == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
+                                "Cannot write memory image '%s' to disk: %s", j->memory_file, strerror(-r));
+        j->step = STEP_RESTORE;
+        job_next(j);
+}
+
+void job_sync_next(CreateJob *j) {
+        int r;
+
+        if (j->plan.memory != SNAPSHOT_LOCATION_EXTERNAL || j->memory_fd < 0) {
+                j->step = STEP_RESTORE;
+                return job_next(j);
+        }
+        job_progress(j, "sync", 0, 0);
+        r = worker_start(&j->worker, j->domain->manager->event, commit_image, &j->memory_fd, on_synced, j);
+        if (r < 0)
+                on_synced(commit_image(&j->memory_fd), j);
+}
+
+/* ---- restore the migration settings ---- */
+
+static json_t *saved_caps_args(CreateJob *j) {
+        return json_pack("{s:O}", "capabilities", j->saved_caps);
+}
+
+static void on_restore_params(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                log_warning("Domain '%s': cannot restore migration parameters: %s", domain_name(j->domain),
+                            err->desc ?: strerror(-err->error));
+        j->step = STEP_METADATA;
+        job_next(j);
+}
+
+static void on_restore_caps(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                log_warning("Domain '%s': cannot restore migration capabilities: %s", domain_name(j->domain),
+                            err->desc ?: strerror(-err->error));
+        j->migration_changed = false;
+        if (!j->saved_params)
+                return on_restore_params(j, NULL, NULL);
+        job_qmp(j, "migrate-set-parameters", json_incref(j->saved_params), on_restore_params);
+}
+
+void job_restore_next(CreateJob *j) {
+        if (!j->migration_changed || !j->saved_caps) {
+                j->step = STEP_METADATA;
+                return job_next(j);
+        }
+        job_qmp(j, "migrate-set-capabilities", saved_caps_args(j), on_restore_caps);
+}
+
+/* ---- abort ---- */
+
+int create_job_abort(CreateJob *j, sd_bus_error *error) {
+        if (j->undoing)
+                return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_INVALID, "The job is already being rolled back");
+        /* Past the disks' transaction (or QEMU's internal save) the snapshot exists: finishing
+         * is the only way that leaves nothing half done. */
+        if (j->committed || j->at_switchover || j->internal_running || j->internal_saved || j->step > STEP_MEMORY)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
+                                         "Job 'snapshot-create' of domain '%s' is finishing and cannot be aborted any more",
+                                         domain_name(j->domain));
+        if (j->abort_requested)
+                return 0;
+        j->abort_requested = true;
+        log_info("Domain '%s': aborting snapshot '%s'.", domain_name(j->domain), j->req.name);
+        /* A running save: the MIGRATION "cancelled" event fails the job, which rolls back and
+         * replies Aborted. Otherwise the job stops at its next step (job_next). */
+        if (j->migration_started)
+                (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
+        return 0;
+}
+
+/* ---- undo ---- */
+
+static int on_migration_end_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        CreateJob *j = userdata;
+
+        if (!j->waiting_migration_end)
+                return 0;
+        j->waiting_migration_end = false;
+        j->migration_started = false;
+        log_warning("Domain '%s': QEMU did not confirm the memory save was cancelled.", domain_name(j->domain));
+        job_undo_next(j);
+        return 0;
+}
+
+bool job_memory_undo_next(CreateJob *j, job_reply_fn next) {
+        if (j->migration_started) {
+                /* Cancel, and wait for QEMU to say it stopped: only then may the guest go on. */
+                j->waiting_migration_end = true;
+                if (!qmp_is_connected(j->domain->qmp)) {
+                        /* Nobody left to cancel: the migration died with QEMU. */
+                        j->migration_started = false;
+                        j->waiting_migration_end = false;
+                        return job_memory_undo_next(j, next);
+                }
+                j->end_timer = sd_event_source_disable_unref(j->end_timer);
+                (void) sd_event_add_time_relative(j->domain->manager->event, &j->end_timer, CLOCK_MONOTONIC,
+                                                  MIGRATION_END_TIMEOUT_USEC, 0, on_migration_end_timeout, j);
+                if (!j->abort_requested)
+                        (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
+                j->abort_requested = true;
+                return true;
+        }
+        if (j->fd_added) {
+                j->fd_added = false;
+                job_qmp(j, "closefd", json_pack("{s:s}", "fdname", j->fdname), next);
+                return true;
+        }
+        if (j->migration_changed && j->saved_caps) {
+                j->migration_changed = false;
+                job_qmp(j, "migrate-set-capabilities", saved_caps_args(j), next);
+                return true;
+        }
+        if (j->saved_params) {
+                json_t *p = TAKE_PTR(j->saved_params);
+                job_qmp(j, "migrate-set-parameters", p, next);
+                return true;
+        }
+        if (j->internal_saved) {
+                json_t *args = json_pack("{s:s, s:s, s:[]}", "job-id", j->internal_job_id, "tag", j->req.name,
+                                         "devices");
+                j->internal_saved = false;
+                for (size_t i = 0; args && i < j->n_disks; i++)
+                        if (j->disks[i].location == SNAPSHOT_LOCATION_INTERNAL)
+                                json_array_append_new(json_object_get(args, "devices"), json_string(j->disks[i].top_node));
+                /* Fire the delete; its job is left for QEMU to finish and auto-dismiss. */
+                job_qmp(j, "snapshot-delete", args, next);
+                return true;
+        }
+        if (j->memory_file_created) {
+                j->memory_file_created = false;
+                if (unlink(j->memory_file) < 0 && errno != ENOENT)
+                        log_warning("Domain '%s': cannot remove memory image '%s': %m", domain_name(j->domain),
+                                    j->memory_file);
+        }
+        return false;
+}
+
+void job_memory_clear(CreateJob *j) {
+        if (j->progress_call)
+                qmp_cancel(j->domain->qmp, j->progress_call);
+        worker_detach(j->worker);
+        sd_event_source_disable_unref(j->progress_timer);
+        sd_event_source_disable_unref(j->live_timer);
+        sd_event_source_disable_unref(j->end_timer);
+        json_decref(j->saved_caps);
+        json_decref(j->saved_params);
+        if (j->memory_fd >= 0)
+                close(j->memory_fd);
+        free(j->memory_file);
+        free(j->internal_job_id);
+        free(j->internal_error);
+}
+
+void create_job_on_disconnect(CreateJob *j) {
+        if (j->waiting_migration_end) {
+                j->waiting_migration_end = false;
+                j->migration_started = false;
+                (void) sd_event_source_set_enabled(j->end_timer, SD_EVENT_OFF);
+                job_undo_next(j);
+                return;
+        }
+        /* A call in flight fails by itself (-ECONNRESET); waiting for an event does not. */
+        if (!j->cont && !j->undoing && !j->worker)
+                job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU went away during the snapshot");
+}
