@@ -187,43 +187,6 @@ static int reply_snapshot_list(sd_bus_message *m, Snapshot **l, size_t n) {
         return sd_bus_send(NULL, reply, NULL);
 }
 
-/* Depth-first from the given children, appending matches; used by both list methods. */
-static int collect(Domain *d, const Snapshot *from, uint64_t flags, bool recurse, Snapshot **out, size_t *n) {
-        _cleanup_free_ Snapshot **kids = NULL;
-        size_t n_kids;
-        int r;
-
-        r = snapshot_list_children(d, from, &kids, &n_kids);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n_kids; i++) {
-                if (snapshot_matches_filter(kids[i], flags))
-                        out[(*n)++] = kids[i];
-                if (recurse) {
-                        r = collect(d, kids[i], flags, true, out, n);
-                        if (r < 0)
-                                return r;
-                }
-        }
-        return 0;
-}
-
-int domain_list_snapshots(Domain *d, const Snapshot *from, uint64_t flags, bool recurse, Snapshot ***ret, size_t *ret_n) {
-        _cleanup_free_ Snapshot **l = NULL;
-        size_t n = 0;
-        int r;
-
-        l = calloc(d->n_snapshots + 1, sizeof(Snapshot *));
-        if (!l)
-                return -ENOMEM;
-        r = collect(d, from, flags, recurse, l, &n);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(l);
-        *ret_n = n;
-        return 0;
-}
-
 static int method_list_snapshots(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_free_ Snapshot **l = NULL;
         Domain *d = userdata;

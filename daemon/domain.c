@@ -235,6 +235,8 @@ int domain_load_snapshots(Domain *d) {
 
         if (d->n_snapshots > 1)
                 qsort(d->snapshots, d->n_snapshots, sizeof(Snapshot *), compare_creation);
+        for (size_t i = 0; i < d->n_snapshots; i++)
+                d->snapshots[i]->index = i;
 
         /* Link parents; a parent that is gone makes the snapshot a root. */
         d->current = NULL;
@@ -276,6 +278,7 @@ int domain_add_snapshot(Domain *d, Snapshot *s) {
         if (!l)
                 return -ENOMEM;
         d->snapshots = l;
+        s->index = d->n_snapshots;
         d->snapshots[d->n_snapshots++] = s;
         return 0;
 }
@@ -286,6 +289,8 @@ void domain_remove_snapshot(Domain *d, Snapshot *s) {
                         memmove(d->snapshots + i, d->snapshots + i + 1,
                                 (d->n_snapshots - i - 1) * sizeof(Snapshot *));
                         d->n_snapshots--;
+                        for (size_t k = i; k < d->n_snapshots; k++)
+                                d->snapshots[k]->index = k;
                         break;
                 }
         if (d->current == s)
@@ -301,7 +306,7 @@ int domain_set_current(Domain *d, Snapshot *s) {
 
         /* Write the new mark first: after a crash between the two writes, two records claim
          * to be current and loading picks the newer, which is the one we meant. */
-        if (s) {
+        if (s && !s->def->current) {
                 s->def->current = true;
                 r = snapshot_store_save(d->manager->state_dir, domain_name(d), s->def);
                 if (r < 0) {

@@ -293,10 +293,17 @@ static int plan_overlay(CreateJob *j, DiskPlan *p, size_t k, const DiskSpec *spe
                         return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
                                                  "Disks '%s' and '%s' would share the overlay file '%s'",
                                                  j->disks[o].target, p->target, p->overlay);
-        if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT) && access(p->overlay, F_OK) >= 0)
-                return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
-                                         "Disk '%s': overlay file '%s' already exists (option 'reuse-external' uses an existing one)",
-                                         p->target, p->overlay);
+        if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT)) {
+                r = image_path_check_new(d->config->images_dir, p->overlay);
+                if (r == -EEXIST)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Disk '%s': overlay file '%s' already exists (option 'reuse-external' uses an existing one)",
+                                                 p->target, p->overlay);
+                if (r < 0)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
+                                                 "Disk '%s': overlay file '%s' cannot be created there (no symlinks, existing directories only): %s",
+                                                 p->target, p->overlay, strerror(-r));
+        }
         if (j->req.flags & SNAPSHOT_CREATE_REUSE_EXT) {
                 int fd = image_file_open_existing(d->config->images_dir, p->overlay);
 
@@ -754,10 +761,10 @@ static void job_metadata(CreateJob *j) {
                 def->current = true;
                 r = snapshot_store_save(m->state_dir, domain_name(d), def);
         }
-        if (r >= 0) {
-                def->current = false; /* domain_set_current() below sets it again */
+        if (r >= 0)
+                /* Saved with the current mark already: domain_set_current() below only has
+                 * to clear the old one. */
                 r = snapshot_new(&s, d, TAKE_PTR(def));
-        }
         if (r >= 0) {
                 r = domain_add_snapshot(d, s);
                 if (r < 0)

@@ -93,9 +93,12 @@ int job_memory_validate(CreateJob *j, sd_bus_error *error) {
                         return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
                                                  "Memory file '%s' is also disk '%s''s overlay",
                                                  j->memory_file, j->disks[i].target);
-        if (access(j->memory_file, F_OK) >= 0)
+        r = image_path_check_new(d->config->images_dir, j->memory_file);
+        if (r < 0)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
-                                         "Memory file '%s' already exists", j->memory_file);
+                                         r == -EEXIST ? "Memory file '%s' already exists" :
+                                         "Memory file '%s' cannot be created there (no symlinks, existing directories only)",
+                                         j->memory_file);
 
         /* Refuse up front when the image cannot fit: the guest's RAM plus room for the
          * header, device state and the overlays. */

@@ -221,6 +221,9 @@ void manager_job_ended(Manager *m) {
 }
 
 bool manager_is_busy(Manager *m) {
+        /* A pending authorization (maybe a person typing a password) is work in progress. */
+        if (polkit_registry_n_pending(m->polkit) > 0)
+                return true;
         for (size_t i = 0; i < m->n_domains; i++) {
                 if (m->domains[i]->job)
                         return true;

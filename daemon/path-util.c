@@ -154,6 +154,40 @@ int image_file_create(const char *images_dir, const char *path) {
         return fd;
 }
 
+int image_path_check_new(const char *images_dir, const char *path) {
+        _cleanup_close_ int dirfd = -1, parent = -1;
+        _cleanup_free_ char *dir = NULL;
+        const char *rel, *name;
+        struct stat st;
+
+        rel = path_below(images_dir, path);
+        if (!rel)
+                return -EINVAL;
+
+        dirfd = open(images_dir, O_DIRECTORY | O_PATH | O_CLOEXEC);
+        if (dirfd < 0)
+                return -errno;
+
+        name = strrchr(rel, '/');
+        if (name) {
+                dir = strndup(rel, name - rel);
+                if (!dir)
+                        return -ENOMEM;
+                name++;
+                parent = openat_beneath(dirfd, dir, O_PATH | O_DIRECTORY, 0);
+                if (parent == -ENOTDIR || parent == -EXDEV)
+                        return -ELOOP;
+                if (parent < 0)
+                        return parent;
+        } else
+                name = rel;
+
+        /* lstat semantics: a symlink (dangling or not) counts as taken. */
+        if (fstatat(parent >= 0 ? parent : dirfd, name, &st, AT_SYMLINK_NOFOLLOW) >= 0)
+                return -EEXIST;
+        return errno == ENOENT ? 0 : -errno;
+}
+
 int image_file_open_existing(const char *images_dir, const char *path) {
         _cleanup_close_ int dirfd = -1, fd = -1;
         struct stat st;

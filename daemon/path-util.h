@@ -20,6 +20,12 @@ int image_path_resolve(const char *images_dir, const char *spec, const char *def
  * without following a symlink in any component below images_dir. Returns the fd. */
 int image_file_create(const char *images_dir, const char *path);
 
+/* Whether a new file may be created at path (resolved under images_dir): 0 when its
+ * directory is reached without symlinks and the name is free; -EEXIST when anything is
+ * there (a symlink included), -ELOOP when a directory on the way is a symlink, -ENOENT when
+ * the directory is missing. Used to refuse up front what image_file_create would refuse. */
+int image_path_check_new(const char *images_dir, const char *path);
+
 /* For REUSE_EXT: opens an existing file under images_dir without following any symlink and
  * checks it is a regular file owned by us. Returns the fd. */
 int image_file_open_existing(const char *images_dir, const char *path);

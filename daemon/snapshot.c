@@ -87,16 +87,16 @@ bool snapshot_is_disk_only(const Snapshot *s) {
         return streq_ptr(s->def->state, "disk-snapshot");
 }
 
-bool snapshot_matches_filter(const Snapshot *s, uint64_t flags) {
+bool snapshot_matches_filter(const Snapshot *s, size_t n_children, uint64_t flags) {
         uint64_t leaves = flags & (SNAPSHOT_LIST_LEAVES | SNAPSHOT_LIST_NO_LEAVES);
         uint64_t meta = flags & (SNAPSHOT_LIST_METADATA | SNAPSHOT_LIST_NO_METADATA);
         uint64_t kind = flags & (SNAPSHOT_LIST_INACTIVE | SNAPSHOT_LIST_ACTIVE | SNAPSHOT_LIST_DISK_ONLY);
         uint64_t loc = flags & (SNAPSHOT_LIST_INTERNAL | SNAPSHOT_LIST_EXTERNAL);
 
         /* As in libvirt, each group filters only when some but not all of its bits are set. */
-        if (leaves == SNAPSHOT_LIST_LEAVES && snapshot_n_children(s) > 0)
+        if (leaves == SNAPSHOT_LIST_LEAVES && n_children > 0)
                 return false;
-        if (leaves == SNAPSHOT_LIST_NO_LEAVES && snapshot_n_children(s) == 0)
+        if (leaves == SNAPSHOT_LIST_NO_LEAVES && n_children == 0)
                 return false;
 
         /* Every snapshot we list has metadata. */

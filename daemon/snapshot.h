@@ -14,6 +14,7 @@ typedef struct Snapshot {
         SnapshotDef *def;
         char *path;                     /* bus object path */
         Snapshot *parent;               /* NULL for a root */
+        size_t index;                   /* position in the domain's list, kept by domain.c */
 } Snapshot;
 
 int snapshot_new(Snapshot **ret, Domain *d, SnapshotDef *def /* taken */);
@@ -31,8 +32,9 @@ int snapshot_list_children(Domain *d, const Snapshot *s, Snapshot ***ret, size_t
 bool snapshot_is_disk_only(const Snapshot *s);
 bool snapshot_is_internal(const Snapshot *s);
 bool snapshot_is_external(const Snapshot *s);
-/* Whether filter flags (SNAPSHOT_LIST_*, without ROOTS/DESCENDANTS/TOPOLOGICAL) keep s. */
-bool snapshot_matches_filter(const Snapshot *s, uint64_t flags);
+/* Whether filter flags (SNAPSHOT_LIST_*, without ROOTS/DESCENDANTS/TOPOLOGICAL) keep s,
+ * which has n_children children. */
+bool snapshot_matches_filter(const Snapshot *s, size_t n_children, uint64_t flags);
 
 /* Bus side (snapshot-dbus.c) */
 extern const sd_bus_vtable snapshot_vtable[];
