@@ -14,6 +14,7 @@
 #include "manager.h"
 #include "path-util.h"
 #include "polkit.h"
+#include "snapshot-redefine.h"
 #include "snapshot-store.h"
 #include "snapshot.h"
 
@@ -92,6 +93,10 @@ static int domain_create(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bu
         if (r == 0)
                 return 1; /* polkit is being asked; the call comes back here */
 
+        r = snapshot_rules_check_flags(req->flags, req->memory, d->state, error);
+        if (r < 0)
+                return r;
+
         if (isempty(req->name)) {
                 struct timespec ts;
 
@@ -108,7 +113,7 @@ static int domain_create(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bu
         if (!(req->flags & SNAPSHOT_CREATE_NO_METADATA) && domain_find_snapshot(d, req->name))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_SNAPSHOT_EXISTS,
                                          "Domain '%s' already has a snapshot '%s'", domain_name(d), req->name);
-        if (d->job)
+        if (domain_busy(d))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY,
                                          "Domain '%s' is busy with job '%s'", domain_name(d), domain_job_name(d));
 
@@ -158,6 +163,23 @@ static int method_create_snapshot_xml(sd_bus_message *m, void *userdata, sd_bus_
         if (r < 0)
                 return sd_bus_error_set(error, SNAPSHOT_ERROR_INVALID_ARGUMENT,
                                         "Snapshot XML is not a well-formed <domainsnapshot> document without DTD or entities");
+
+        if (flags & SNAPSHOT_CREATE_REDEFINE) {
+                Snapshot *s = NULL;
+
+                r = bus_authorize(m, SNAPSHOT_ACTION_CREATE, domain_name(d), def->name, &d->manager->polkit, error);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        return 1; /* polkit is being asked; the call comes back here */
+                if (domain_busy(d))
+                        return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY, "Domain '%s' is busy with job '%s'",
+                                                 domain_name(d), domain_job_name(d));
+                r = domain_redefine_snapshot(d, TAKE_PTR(def), flags, &s, error);
+                if (r < 0)
+                        return r;
+                return sd_bus_reply_method_return(m, "o", s ? s->path : "/");
+        }
 
         r = create_request_from_def(def, flags, &req, error);
         if (r < 0)

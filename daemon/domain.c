@@ -6,6 +6,7 @@
 
 #include "domain.h"
 #include "job-create.h"
+#include "job-delete.h"
 #include "macro.h"
 #include "manager.h"
 #include "snapshot-bus.h"
@@ -54,6 +55,7 @@ Domain *domain_free(Domain *d) {
 
         create_job_free(d->job);
         d->job = NULL;
+        d->delete_job = delete_job_free(d->delete_job);
 
         for (size_t i = 0; i < d->n_snapshots; i++)
                 snapshot_free(d->snapshots[i]);
@@ -73,7 +75,7 @@ const char *domain_name(Domain *d) {
 }
 
 const char *domain_job_name(Domain *d) {
-        return d->job ? "snapshot-create" : "";
+        return d->job ? "snapshot-create" : d->delete_job ? "snapshot-delete" : "";
 }
 
 void domain_set_state(Domain *d, DomainState state) {
@@ -152,6 +154,11 @@ static void on_qmp_event(Qmp *q, const char *event, json_t *data, void *userdata
 
         if (d->job)
                 create_job_on_event(d->job, event, data);
+        if (d->delete_job) {
+                delete_job_on_event(d->delete_job, event, data);
+                if (d->delete_job)
+                        delete_job_on_job_event(d->delete_job, event, data);
+        }
 
         if (streq(event, "STOP"))
                 domain_set_state(d, DOMAIN_STATE_PAUSED);

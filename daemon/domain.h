@@ -34,7 +34,8 @@ typedef struct Domain {
         size_t n_snapshots;
         Snapshot *current;
 
-        CreateJob *job;                 /* at most one job at a time */
+        CreateJob *job;                 /* at most one job at a time: this one... */
+        struct DeleteJob *delete_job;   /* ...or this one */
 } Domain;
 
 int domain_new(Domain **ret, Manager *m, DomainConfig *config /* taken */);
@@ -63,6 +64,9 @@ int domain_set_current(Domain *d, Snapshot *s);
 void domain_set_state(Domain *d, DomainState state);
 void domain_set_has_agent(Domain *d, bool b);
 const char *domain_job_name(Domain *d);
+static inline bool domain_busy(Domain *d) {
+        return d->job || d->delete_job;
+}
 
 /* Bus side (domain-dbus.c) */
 extern const sd_bus_vtable domain_vtable[];

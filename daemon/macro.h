@@ -73,6 +73,7 @@ static inline int streq_ptr(const char *a, const char *b) {
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
 #define IN_SET2(x, a, b) ((x) == (a) || (x) == (b))
+#define strempty(s) ((s) ?: "")
 #define isempty(s) (!(s) || !*(s))
 
 /* libxml2 cleanup helper, only when its header is in. (jansson ships json_decrefp itself.) */

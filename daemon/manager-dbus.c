@@ -213,7 +213,7 @@ static int method_unregister_domain(sd_bus_message *m, void *userdata, sd_bus_er
         d = manager_find_domain(mgr, name);
         if (!d)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_NO_SUCH_DOMAIN, "No domain '%s'", name);
-        if (d->job)
+        if (domain_busy(d))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY, "A job runs on domain '%s'", name);
 
         if (!d->runtime) {

@@ -113,7 +113,7 @@ int manager_load_config(Manager *m) {
                                 c = configs[j];
                 if (c && config_equal(c, d->config))
                         continue;
-                if (d->job) {
+                if (domain_busy(d)) {
                         log_warning("Domain '%s' changed on disk but a job runs on it; keeping the old config.",
                                     domain_name(d));
                         continue;
@@ -167,7 +167,7 @@ int manager_load_config(Manager *m) {
 
 bool manager_has_jobs(Manager *m) {
         for (size_t i = 0; i < m->n_domains; i++)
-                if (m->domains[i]->job)
+                if (domain_busy(m->domains[i]))
                         return true;
         return false;
 }
@@ -225,7 +225,7 @@ bool manager_is_busy(Manager *m) {
         if (polkit_registry_n_pending(m->polkit) > 0)
                 return true;
         for (size_t i = 0; i < m->n_domains; i++) {
-                if (m->domains[i]->job)
+                if (domain_busy(m->domains[i]))
                         return true;
                 /* Runtime registrations live only in this process: exiting would lose them. */
                 if (m->domains[i]->runtime)

@@ -6,6 +6,7 @@
 
 #include "domain.h"
 #include "errors.h"
+#include "job-delete.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -211,79 +212,6 @@ static int method_revert(sd_bus_message *m, void *userdata, sd_bus_error *error)
                                  snapshot_name(s), domain_name(s->domain));
 }
 
-/* Forgets one snapshot's record: its children move up to its parent, and the current mark
- * moves to the parent as libvirt does. Files are not touched. */
-static int snapshot_forget(Snapshot *s) {
-        Domain *d = s->domain;
-        Manager *m = d->manager;
-        _cleanup_free_ char *name = NULL, *path = NULL;
-        int r;
-
-        name = strdup(snapshot_name(s));
-        path = strdup(s->path);
-        if (!name || !path)
-                return -ENOMEM;
-
-        for (size_t i = 0; i < d->n_snapshots; i++) {
-                Snapshot *c = d->snapshots[i];
-                char *parent = NULL;
-
-                if (c->parent != s)
-                        continue;
-                if (s->parent) {
-                        parent = strdup(snapshot_name(s->parent));
-                        if (!parent)
-                                return -ENOMEM;
-                }
-                free(c->def->parent);
-                c->def->parent = parent;
-                r = snapshot_store_save(m->state_dir, domain_name(d), c->def);
-                if (r < 0)
-                        return r;
-                c->parent = s->parent;
-                (void) sd_bus_emit_properties_changed(m->bus, c->path, SNAPSHOT_IFACE_SNAPSHOT, "Parent", NULL);
-        }
-
-        if (snapshot_is_current(s)) {
-                r = domain_set_current(d, s->parent);
-                if (r < 0)
-                        return r;
-        }
-
-        r = snapshot_store_remove(m->state_dir, domain_name(d), name);
-        if (r < 0 && r != -ENOENT)
-                return r;
-
-        domain_remove_snapshot(d, s);
-        if (s->parent)
-                (void) sd_bus_emit_properties_changed(m->bus, s->parent->path, SNAPSHOT_IFACE_SNAPSHOT, "Children", NULL);
-        snapshot_free(s);
-
-        (void) sd_bus_emit_object_removed(m->bus, path);
-        (void) manager_send_snapshot_deleted(m, d->path, name);
-        log_info("Domain '%s': forgot snapshot '%s'.", domain_name(d), name);
-        return 0;
-}
-
-static int forget_descendants(Snapshot *s) {
-        _cleanup_free_ Snapshot **kids = NULL;
-        size_t n;
-        int r;
-
-        r = snapshot_list_children(s->domain, s, &kids, &n);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                r = forget_descendants(kids[i]);
-                if (r < 0)
-                        return r;
-                r = snapshot_forget(kids[i]);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Snapshot *s = userdata;
         Domain *d = s->domain;
@@ -304,25 +232,15 @@ static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if ((flags & SNAPSHOT_DELETE_CHILDREN) && (flags & SNAPSHOT_DELETE_CHILDREN_ONLY))
                 return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                         "Flags 'children' and 'children-only' cannot be combined");
-        if (d->job)
+        if (domain_busy(d))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY,
                                          "Domain '%s' is busy with job '%s'", domain_name(d), domain_job_name(d));
         if (!(flags & SNAPSHOT_DELETE_METADATA_ONLY))
-                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
-                                         "Deleting the images of snapshot '%s' is not supported by this version; "
-                                         "flag 'metadata-only' forgets the snapshot and keeps its files",
-                                         snapshot_name(s));
+                return delete_job_start(d, s, flags, m, error);
 
-        if (flags & (SNAPSHOT_DELETE_CHILDREN | SNAPSHOT_DELETE_CHILDREN_ONLY)) {
-                r = forget_descendants(s);
-                if (r < 0)
-                        return errors_set_failed(error, r, "Cannot delete snapshot records", NULL);
-        }
-        if (!(flags & SNAPSHOT_DELETE_CHILDREN_ONLY)) {
-                r = snapshot_forget(s);
-                if (r < 0)
-                        return errors_set_failed(error, r, "Cannot delete snapshot record", NULL);
-        }
+        r = snapshot_forget_tree(s, flags);
+        if (r < 0)
+                return errors_set_failed(error, r, "Cannot delete snapshot records", NULL);
         return sd_bus_reply_method_return(m, NULL);
 }
 

@@ -26,18 +26,16 @@ static int unsupported(sd_bus_error *error, const char *msg) {
         return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED, msg);
 }
 
-int snapshot_rules_check_create(const CreateCheck *c, CreatePlan *ret, sd_bus_error *error) {
-        uint64_t f = c->flags;
+int snapshot_rules_check_flags(uint64_t f, SnapshotLocation memory, DomainState state, sd_bus_error *error) {
         bool live = f & SNAPSHOT_CREATE_LIVE;
         bool has_memory_image;
-        CreatePlan p = {};
 
         if (f & ~(uint64_t) SNAPSHOT_CREATE_ALL)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Unknown create flags 0x%llx",
                                          (unsigned long long) (f & ~(uint64_t) SNAPSHOT_CREATE_ALL));
 
-        if (c->memory < SNAPSHOT_LOCATION_DEFAULT || c->memory >= _SNAPSHOT_LOCATION_MAX)
+        if (memory < SNAPSHOT_LOCATION_DEFAULT || memory >= _SNAPSHOT_LOCATION_MAX)
                 return sd_bus_error_set(error, SNAPSHOT_ERROR_INVALID_ARGUMENT, "Unknown memory location");
 
         /* Rule 1: live excludes redefine — checked before redefine's own support. */
@@ -48,7 +46,7 @@ int snapshot_rules_check_create(const CreateCheck *c, CreatePlan *ret, sd_bus_er
         if (f & SNAPSHOT_CREATE_CURRENT)
                 return unsupported(error, "Option 'current' needs 'redefine'");
 
-        has_memory_image = IN_SET2(c->memory, SNAPSHOT_LOCATION_INTERNAL, SNAPSHOT_LOCATION_EXTERNAL);
+        has_memory_image = IN_SET2(memory, SNAPSHOT_LOCATION_INTERNAL, SNAPSHOT_LOCATION_EXTERNAL);
 
         /* Rule 2 */
         if ((f & SNAPSHOT_CREATE_DISK_ONLY) && live)
@@ -56,25 +54,38 @@ int snapshot_rules_check_create(const CreateCheck *c, CreatePlan *ret, sd_bus_er
         if ((f & SNAPSHOT_CREATE_DISK_ONLY) && has_memory_image)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                          "Option 'disk-only' excludes a memory image (memory '%s')",
-                                         snapshot_location_to_string(c->memory));
-
-        p.disk_only = (f & SNAPSHOT_CREATE_DISK_ONLY) || c->memory == SNAPSHOT_LOCATION_NO;
+                                         snapshot_location_to_string(memory));
 
         /* Rule 3 */
         if ((f & SNAPSHOT_CREATE_QUIESCE) && has_memory_image)
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                          "Option 'quiesce' cannot be combined with a memory image (memory '%s'); it needs 'disk-only'",
-                                         snapshot_location_to_string(c->memory));
+                                         snapshot_location_to_string(memory));
         if ((f & SNAPSHOT_CREATE_QUIESCE) && live)
                 return unsupported(error, "Options 'quiesce' and 'live' cannot be combined: quiesce needs 'disk-only'");
         if ((f & SNAPSHOT_CREATE_QUIESCE) && !(f & SNAPSHOT_CREATE_DISK_ONLY))
                 return unsupported(error, "Option 'quiesce' needs 'disk-only'");
 
         /* Rule 1 */
-        if (live && c->memory != SNAPSHOT_LOCATION_EXTERNAL)
+        if (live && memory != SNAPSHOT_LOCATION_EXTERNAL)
                 return unsupported(error, "Option 'live' needs an external memory image (memory 'external')");
-        if (live && c->state == DOMAIN_STATE_SHUTOFF)
+        if (live && state == DOMAIN_STATE_SHUTOFF)
                 return unsupported(error, "Option 'live' needs a running or paused domain, and the domain is shut off");
+
+        return 0;
+}
+
+int snapshot_rules_check_create(const CreateCheck *c, CreatePlan *ret, sd_bus_error *error) {
+        uint64_t f = c->flags;
+        bool live = f & SNAPSHOT_CREATE_LIVE;
+        CreatePlan p = {};
+        int r;
+
+        r = snapshot_rules_check_flags(f, c->memory, c->state, error);
+        if (r < 0)
+                return r;
+
+        p.disk_only = (f & SNAPSHOT_CREATE_DISK_ONLY) || c->memory == SNAPSHOT_LOCATION_NO;
 
         if ((f & SNAPSHOT_CREATE_QUIESCE) && !c->agent_configured && !c->quiesce_best_effort)
                 return unsupported(error, "Option 'quiesce' needs a guest agent, and none is configured for this domain");

@@ -40,6 +40,10 @@ typedef struct CreatePlan {
         bool validate_only;
 } CreatePlan;
 
+/* Rules 1-3 and the flag checks alone, which need nothing but the request (and the state,
+ * for LIVE on a shut-off domain): run before anything else so a conflict is named first. */
+int snapshot_rules_check_flags(uint64_t flags, SnapshotLocation memory, DomainState state, sd_bus_error *error);
+
 /* Checks the rules. On a violation fills error (OperationUnsupported naming the conflicting
  * options, OperationInvalid for the domain's state, InvalidArgs for unknown flag bits) and
  * returns its negative errno; else fills *ret and returns 0. */

@@ -1,0 +1,747 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Deleting snapshots.
+ *
+ * Metadata only: forget the record; children move up to its parent, the current mark too.
+ *
+ * With data, one snapshot at a time (children first with CHILDREN/CHILDREN_ONLY):
+ *  - external disk: the snapshot's overlay O (created when it was taken) holds everything
+ *    written after it, on top of its base B (the image the guest ran on then). Without the
+ *    snapshot, B's content as-is is no longer needed, so O is merged down into B with
+ *    block-commit (an active commit when O is what the guest writes to now), O's nodes
+ *    are dropped and O is removed. Every child's point in time was B+O, which B now holds.
+ *    That is only safe when B is needed by nobody else as-is (rule 10): another snapshot
+ *    taken on B (a sibling branch after a revert) refuses the delete up front, naming it.
+ *    O and B must be in the running domain's chain: a branch that is not running cannot
+ *    be merged by this version, and says so.
+ *  - internal snapshot: QEMU's snapshot-delete job removes it from the qcow2 images.
+ *  - external memory image: removed.
+ * Everything is checked before anything changes; the merges themselves are QEMU jobs. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "domain.h"
+#include "job-delete.h"
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+#include "snapshot-bus.h"
+#include "snapshot-store.h"
+#include "snapshot.h"
+
+#define JOB_NAME "snapshot-delete"
+#define BLOCK_JOB_TIMEOUT_USEC (30 * 60 * USEC_PER_SEC)
+
+typedef struct Merge {
+        char *target;
+        char *overlay;          /* O */
+        char *base;             /* B */
+        char *overlay_node;
+        char *overlay_file_node;
+        char *base_node;
+        char *root_node;        /* the device's top node now */
+        bool active;            /* O is the top: active commit */
+} Merge;
+
+typedef enum DeleteStep {
+        DELETE_INSPECT,         /* query-block + query-named-block-nodes for the next snapshot */
+        DELETE_NODES,
+        DELETE_MERGE,           /* per disk: block-commit, wait, complete */
+        DELETE_DROP_NODES,
+        DELETE_INTERNAL,
+        DELETE_FORGET,
+} DeleteStep;
+
+struct DeleteJob {
+        Domain *domain;
+        sd_bus_message *request;
+        uint64_t flags;
+        char tag[16];
+
+        Snapshot **queue;       /* still to delete, in order */
+        size_t n_queue, cursor;
+
+        DeleteStep step;
+        json_t *blocks;         /* query-block of this round */
+        Merge *merges;
+        size_t n_merges, merge_cursor;
+        bool waiting_ready, waiting_done;
+        bool ev_ready, ev_done;         /* block job events seen, not acted on yet */
+        char *ev_error;
+        char *block_job_id;
+        int drop_sub;
+        sd_event_source *timer;
+
+        uint64_t call;
+        void (*cont)(DeleteJob *j, json_t *reply, const QmpError *err);
+        sd_bus_error error;
+};
+
+static void delete_next(DeleteJob *j);
+
+static void merge_clear(Merge *m) {
+        free(m->target);
+        free(m->overlay);
+        free(m->base);
+        free(m->overlay_node);
+        free(m->overlay_file_node);
+        free(m->base_node);
+        free(m->root_node);
+}
+
+static void merges_clear(DeleteJob *j) {
+        for (size_t i = 0; i < j->n_merges; i++)
+                merge_clear(&j->merges[i]);
+        free(j->merges);
+        j->merges = NULL;
+        j->n_merges = j->merge_cursor = 0;
+}
+
+DeleteJob *delete_job_free(DeleteJob *j) {
+        if (!j)
+                return NULL;
+        if (j->call)
+                qmp_cancel(j->domain->qmp, j->call);
+        merges_clear(j);
+        json_decref(j->blocks);
+        free(j->queue);
+        free(j->block_job_id);
+        free(j->ev_error);
+        sd_event_source_disable_unref(j->timer);
+        sd_bus_message_unref(j->request);
+        sd_bus_error_free(&j->error);
+        free(j);
+        return NULL;
+}
+
+/* ---- forgetting a record (also the whole of a metadata-only delete) ---- */
+
+int snapshot_forget(Snapshot *s) {
+        Domain *d = s->domain;
+        Manager *m = d->manager;
+        _cleanup_free_ char *name = NULL, *path = NULL;
+        Snapshot *parent = s->parent;
+        int r;
+
+        name = strdup(snapshot_name(s));
+        path = strdup(s->path);
+        if (!name || !path)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < d->n_snapshots; i++) {
+                Snapshot *c = d->snapshots[i];
+                char *p = NULL;
+
+                if (c->parent != s)
+                        continue;
+                if (parent) {
+                        p = strdup(snapshot_name(parent));
+                        if (!p)
+                                return -ENOMEM;
+                }
+                free(c->def->parent);
+                c->def->parent = p;
+                r = snapshot_store_save(m->state_dir, domain_name(d), c->def);
+                if (r < 0)
+                        return r;
+                c->parent = parent;
+                (void) sd_bus_emit_properties_changed(m->bus, c->path, SNAPSHOT_IFACE_SNAPSHOT, "Parent", NULL);
+        }
+
+        if (snapshot_is_current(s)) {
+                r = domain_set_current(d, parent);
+                if (r < 0)
+                        return r;
+        }
+
+        r = snapshot_store_remove(m->state_dir, domain_name(d), name);
+        if (r < 0 && r != -ENOENT)
+                return r;
+
+        domain_remove_snapshot(d, s);
+        snapshot_free(s);
+        if (parent)
+                (void) sd_bus_emit_properties_changed(m->bus, parent->path, SNAPSHOT_IFACE_SNAPSHOT, "Children", NULL);
+        (void) sd_bus_emit_object_removed(m->bus, path);
+        (void) manager_send_snapshot_deleted(m, d->path, name);
+        log_info("Domain '%s': snapshot '%s' deleted.", domain_name(d), name);
+        return 0;
+}
+
+/* The snapshots a delete with these flags removes, children before parents. */
+static int delete_order(Domain *d, Snapshot *s, uint64_t flags, Snapshot ***ret, size_t *ret_n) {
+        _cleanup_free_ Snapshot **all = NULL, **out = NULL;
+        size_t n_all = 0, k = 0;
+        int r;
+
+        out = calloc(d->n_snapshots + 1, sizeof(Snapshot *));
+        if (!out)
+                return -ENOMEM;
+        if (flags & (SNAPSHOT_DELETE_CHILDREN | SNAPSHOT_DELETE_CHILDREN_ONLY)) {
+                r = domain_list_snapshots(d, s, 0, true, &all, &n_all);
+                if (r < 0)
+                        return r;
+                /* The list is parents-first: reversed, every child precedes its parent. */
+                for (size_t i = n_all; i > 0; i--)
+                        out[k++] = all[i - 1];
+        }
+        if (!(flags & SNAPSHOT_DELETE_CHILDREN_ONLY))
+                out[k++] = s;
+
+        *ret = TAKE_PTR(out);
+        *ret_n = k;
+        return 0;
+}
+
+int snapshot_forget_tree(Snapshot *s, uint64_t flags) {
+        _cleanup_free_ Snapshot **l = NULL;
+        size_t n;
+        int r;
+
+        r = delete_order(s->domain, s, flags, &l, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                r = snapshot_forget(l[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* ---- plumbing ---- */
+
+static void job_finish(DeleteJob *j) {
+        Domain *d = j->domain;
+        int r;
+
+        if (j->request) {
+                if (sd_bus_error_is_set(&j->error))
+                        r = sd_bus_reply_method_error(j->request, &j->error);
+                else
+                        r = sd_bus_reply_method_return(j->request, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "Domain '%s': failed to reply to Delete: %m", domain_name(d));
+        }
+        (void) domain_send_progress(d, JOB_NAME, "done", 0, 0, 0);
+        d->delete_job = NULL;
+        (void) domain_emit_changed(d, "Job");
+        delete_job_free(j);
+        manager_job_ended(d->manager);
+}
+
+static void job_fail(DeleteJob *j, const char *name, const char *fmt, ...) _printf_(3, 4);
+static void job_fail(DeleteJob *j, const char *name, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        (void) sd_bus_error_set(&j->error, name, msg ?: "Out of memory");
+        log_warning("Domain '%s': delete failed: %s", domain_name(j->domain), j->error.message);
+        job_finish(j);
+}
+
+static void on_reply(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        DeleteJob *j = userdata;
+        void (*fn)(DeleteJob *, json_t *, const QmpError *) = j->cont;
+
+        j->call = 0;
+        j->cont = NULL;
+        fn(j, reply, err);
+}
+
+static void job_qmp(DeleteJob *j, const char *command, json_t *args,
+                    void (*fn)(DeleteJob *j, json_t *reply, const QmpError *err)) {
+        int r;
+
+        j->cont = fn;
+        r = qmp_call(j->domain->qmp, command, args, -1, 0, on_reply, j, &j->call);
+        if (r < 0) {
+                QmpError e = { .error = r, .desc = "QEMU is not connected" };
+
+                j->cont = NULL;
+                fn(j, NULL, &e);
+        }
+}
+
+static Snapshot *current_target(DeleteJob *j) {
+        return j->cursor < j->n_queue ? j->queue[j->cursor] : NULL;
+}
+
+/* ---- checks ---- */
+
+/* Is file the point in time (a disk's base) of any snapshot that stays? */
+static Snapshot *needed_by_other(DeleteJob *j, const char *target, const char *file) {
+        Domain *d = j->domain;
+
+        for (size_t i = 0; i < d->n_snapshots; i++) {
+                Snapshot *t = d->snapshots[i];
+                bool leaving = false;
+
+                for (size_t q = j->cursor; q < j->n_queue; q++)
+                        leaving = leaving || j->queue[q] == t;
+                if (leaving)
+                        continue;
+                for (size_t k = 0; k < t->def->domain.n_disks; k++)
+                        if (streq_ptr(t->def->domain.disks[k].target, target) &&
+                            streq_ptr(t->def->domain.disks[k].file, file) &&
+                            t->parent != current_target(j))
+                                return t;
+        }
+        return NULL;
+}
+
+static const char *file_of(json_t *image) {
+        return json_string_value(json_object_get(image, "filename"));
+}
+
+/* Plans the merges of one external snapshot against the running chain. */
+static int plan_merges(DeleteJob *j, Snapshot *s, json_t *nodes) {
+        size_t n = 0;
+
+        j->merges = calloc(s->def->n_disks + 1, sizeof(Merge));
+        if (!j->merges)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < s->def->n_disks; i++) {
+                const SnapshotDiskDef *disk = &s->def->disks[i];
+                const char *base = NULL;
+                json_t *dev, *inserted = NULL, *img;
+                size_t di, ni;
+                json_t *node;
+                Merge *m;
+                Snapshot *other;
+
+                if (disk->location != SNAPSHOT_LOCATION_EXTERNAL)
+                        continue;
+                for (size_t k = 0; k < s->def->domain.n_disks; k++)
+                        if (streq_ptr(s->def->domain.disks[k].target, disk->target))
+                                base = s->def->domain.disks[k].file;
+                if (!base)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                 "Snapshot '%s' does not record the base image of disk '%s'",
+                                                 snapshot_name(s), disk->target);
+
+                json_array_foreach(j->blocks, di, dev) {
+                        const char *qdev = json_string_value(json_object_get(dev, "qdev"));
+                        const char *p = "/machine/peripheral/";
+
+                        if (!qdev)
+                                continue;
+                        if (strncmp(qdev, p, strlen(p)) == 0)
+                                qdev += strlen(p);
+                        if (strncmp(qdev, disk->target, strlen(disk->target)) == 0 &&
+                            IN_SET2(qdev[strlen(disk->target)], '\0', '/'))
+                                inserted = json_object_get(dev, "inserted");
+                }
+                if (!inserted)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                 "Disk '%s' of snapshot '%s' is not attached to the running domain",
+                                                 disk->target, snapshot_name(s));
+
+                /* Find O in the chain, and check B lies right below it. */
+                img = json_object_get(inserted, "image");
+                while (img && !streq_ptr(file_of(img), disk->file))
+                        img = json_object_get(img, "backing-image");
+                if (!img || !streq_ptr(file_of(json_object_get(img, "backing-image")), base))
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                 "Snapshot '%s' is not on the branch the domain runs now (disk '%s'): "
+                                                 "its images cannot be merged; revert to it first or delete with flag 'metadata-only'",
+                                                 snapshot_name(s), disk->target);
+
+                other = needed_by_other(j, disk->target, base);
+                if (other)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                 "Snapshot '%s' still needs '%s' as it is; deleting '%s' would rewrite it",
+                                                 snapshot_name(other), base, snapshot_name(s));
+
+                m = &j->merges[n++];
+                m->target = strdup(disk->target);
+                m->overlay = strdup(disk->file);
+                m->base = strdup(base);
+                m->root_node = strdup(json_string_value(json_object_get(inserted, "node-name")) ?: "");
+                m->active = streq_ptr(file_of(json_object_get(inserted, "image")), disk->file);
+                if (!m->target || !m->overlay || !m->base || !m->root_node)
+                        return -ENOMEM;
+
+                json_array_foreach(nodes, ni, node) {
+                        const char *f = json_string_value(json_object_get(node, "file"));
+                        const char *drv = json_string_value(json_object_get(node, "drv"));
+                        const char *name = json_string_value(json_object_get(node, "node-name"));
+
+                        if (!f || !name)
+                                continue;
+                        if (streq(f, disk->file) && !streq_ptr(drv, "file") && !m->overlay_node)
+                                m->overlay_node = strdup(name);
+                        else if (streq(f, disk->file) && streq_ptr(drv, "file") && !m->overlay_file_node)
+                                m->overlay_file_node = strdup(name);
+                        else if (streq(f, base) && !streq_ptr(drv, "file") && !m->base_node)
+                                m->base_node = strdup(name);
+                }
+                if (!m->overlay_node || !m->base_node)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_FAILED,
+                                                 "Cannot find QEMU's nodes for '%s' and '%s'", disk->file, base);
+        }
+        j->n_merges = n;
+        return 0;
+}
+
+/* ---- the steps ---- */
+
+static void on_nodes(DeleteJob *j, json_t *reply, const QmpError *err) {
+        Snapshot *s = current_target(j);
+        int r;
+
+        if (err)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot read QEMU's block nodes: %s", err->desc);
+
+        merges_clear(j);
+        r = plan_merges(j, s, reply);
+        if (r < 0) {
+                if (!sd_bus_error_is_set(&j->error))
+                        (void) sd_bus_error_set_errno(&j->error, r);
+                log_info("Domain '%s': refused to delete '%s': %s", domain_name(j->domain), snapshot_name(s),
+                         j->error.message);
+                return job_finish(j);
+        }
+        j->step = DELETE_MERGE;
+        delete_next(j);
+}
+
+static void on_blocks(DeleteJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot read the domain's disks: %s", err->desc);
+        json_decref(j->blocks);
+        j->blocks = json_incref(reply);
+        job_qmp(j, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), on_nodes);
+}
+
+static int on_block_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        DeleteJob *j = userdata;
+
+        if (!j->waiting_ready && !j->waiting_done)
+                return 0;
+        j->waiting_ready = j->waiting_done = false;
+        /* A commit left running is QEMU's to finish; nothing is forgotten meanwhile. */
+        job_fail(j, SNAPSHOT_ERROR_FAILED, "Merging '%s' did not finish in time",
+                 j->merges[j->merge_cursor].overlay);
+        return 0;
+}
+
+static void merge_done(DeleteJob *j);
+
+static void on_commit_started(DeleteJob *j, json_t *reply, const QmpError *err) {
+        Merge *m = &j->merges[j->merge_cursor];
+
+        if (err)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU refused to merge '%s' into '%s' (block-commit): %s",
+                                m->overlay, m->base, err->desc ?: strerror(-err->error));
+        if (m->active)
+                j->waiting_ready = true;
+        else
+                j->waiting_done = true;
+        merge_done(j);
+}
+
+static void on_complete(DeleteJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU could not pivot to the merged image: %s",
+                                err->desc ?: strerror(-err->error));
+        j->waiting_done = true;
+        merge_done(j);
+}
+
+/* QEMU's block job events may come before the reply to the command that caused them; they
+ * are recorded and acted on here once no call is in flight. */
+static void merge_done(DeleteJob *j) {
+        Merge *m = &j->merges[j->merge_cursor];
+
+        if (j->cont)
+                return;
+        if (j->ev_ready && j->waiting_ready) {
+                j->ev_ready = false;
+                j->waiting_ready = false;
+                return job_qmp(j, "block-job-complete", json_pack("{s:s}", "device", j->block_job_id), on_complete);
+        }
+        if (!j->ev_done || !(j->waiting_done || j->waiting_ready))
+                return;
+
+        j->ev_done = false;
+        j->waiting_done = j->waiting_ready = false;
+        (void) sd_event_source_set_enabled(j->timer, SD_EVENT_OFF);
+        if (j->ev_error)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Merging '%s' into '%s' failed: %s",
+                                m->overlay, m->base, j->ev_error);
+        log_info("Domain '%s': merged '%s' into '%s'.", domain_name(j->domain), m->overlay, m->base);
+        if (m->active)
+                (void) 0; /* TODO(managed): domain_set_active_disk(j->domain, m->target, m->base, "qcow2"); */
+        j->merge_cursor++;
+        (void) domain_send_progress(j->domain, JOB_NAME, "disks", j->merge_cursor,
+                                    j->n_merges - j->merge_cursor, j->n_merges);
+        delete_next(j);
+}
+
+void delete_job_on_event(DeleteJob *j, const char *event, json_t *data) {
+        const char *dev = json_string_value(json_object_get(data, "device"));
+
+        if (!j->block_job_id || !streq_ptr(dev, j->block_job_id) || j->merge_cursor >= j->n_merges)
+                return;
+
+        if (streq(event, "BLOCK_JOB_READY"))
+                j->ev_ready = true;
+        else if (streq(event, "BLOCK_JOB_COMPLETED") || streq(event, "BLOCK_JOB_CANCELLED")) {
+                const char *e = json_string_value(json_object_get(data, "error"));
+
+                j->ev_done = true;
+                free(j->ev_error);
+                j->ev_error = e ? strdup(e) : streq(event, "BLOCK_JOB_CANCELLED") ? strdup("cancelled") : NULL;
+        } else
+                return;
+        merge_done(j);
+}
+
+static void on_drop(DeleteJob *j, json_t *reply, const QmpError *err) {
+        /* A node QEMU already dropped with the commit is fine. */
+        delete_next(j);
+}
+
+static void internal_done(DeleteJob *j) {
+        if (j->cont || !j->waiting_done || !j->ev_done)
+                return;
+        j->waiting_done = j->ev_done = false;
+        (void) sd_event_source_set_enabled(j->timer, SD_EVENT_OFF);
+        /* QEMU's job dismisses itself; a failure would leave the snapshot in the image, which
+         * qemu-img snapshot -l shows. */
+        j->step = DELETE_FORGET;
+        delete_next(j);
+}
+
+static void on_internal_done(DeleteJob *j, json_t *reply, const QmpError *err) {
+        Snapshot *s = current_target(j);
+
+        if (err)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU could not delete internal snapshot '%s': %s",
+                                snapshot_name(s), err->desc ?: strerror(-err->error));
+        j->waiting_done = true;
+        internal_done(j);
+}
+
+void delete_job_on_job_event(DeleteJob *j, const char *event, json_t *data) {
+        if (j->step != DELETE_INTERNAL || !streq(event, "JOB_STATUS_CHANGE"))
+                return;
+        if (!streq_ptr(json_string_value(json_object_get(data, "id")), j->block_job_id) ||
+            !streq_ptr(json_string_value(json_object_get(data, "status")), "concluded"))
+                return;
+        j->ev_done = true;
+        internal_done(j);
+}
+
+static int arm_timer(DeleteJob *j) {
+        if (j->timer) {
+                (void) sd_event_source_set_time_relative(j->timer, BLOCK_JOB_TIMEOUT_USEC);
+                return sd_event_source_set_enabled(j->timer, SD_EVENT_ONESHOT);
+        }
+        return sd_event_add_time_relative(j->domain->manager->event, &j->timer, CLOCK_MONOTONIC,
+                                          BLOCK_JOB_TIMEOUT_USEC, 0, on_block_timeout, j);
+}
+
+static bool snapshot_has_internal(const Snapshot *s) {
+        if (s->def->memory == SNAPSHOT_LOCATION_INTERNAL)
+                return true;
+        for (size_t i = 0; i < s->def->n_disks; i++)
+                if (s->def->disks[i].location == SNAPSHOT_LOCATION_INTERNAL)
+                        return true;
+        return false;
+}
+
+/* Children's point in time was B+O; after the merge B holds it: say so in their records. */
+static int rebase_children(DeleteJob *j, Snapshot *s) {
+        Domain *d = j->domain;
+        int r;
+
+        for (size_t i = 0; i < d->n_snapshots; i++) {
+                Snapshot *c = d->snapshots[i];
+                bool changed = false;
+
+                if (c->parent != s)
+                        continue;
+                for (size_t k = 0; k < c->def->domain.n_disks; k++)
+                        for (size_t mi = 0; mi < j->n_merges; mi++) {
+                                DomainDiskDef *dd = &c->def->domain.disks[k];
+                                char *b;
+
+                                if (!streq_ptr(dd->target, j->merges[mi].target) ||
+                                    !streq_ptr(dd->file, j->merges[mi].overlay))
+                                        continue;
+                                b = strdup(j->merges[mi].base);
+                                if (!b)
+                                        return -ENOMEM;
+                                free(dd->file);
+                                dd->file = b;
+                                changed = true;
+                        }
+                if (changed) {
+                        r = snapshot_store_save(d->manager->state_dir, domain_name(d), c->def);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static void delete_next(DeleteJob *j) {
+        Snapshot *s = current_target(j);
+        int r;
+
+        log_debug("Domain '%s': delete step %d, snapshot '%s', merge %zu/%zu.", domain_name(j->domain), (int) j->step,
+                  s ? snapshot_name(s) : "-", j->merge_cursor, j->n_merges);
+
+        if (!s)
+                return job_finish(j);
+
+        switch (j->step) {
+        case DELETE_INSPECT:
+                (void) domain_send_progress(j->domain, JOB_NAME, "validate", j->cursor, j->n_queue - j->cursor, j->n_queue);
+                if (snapshot_has_internal(s)) {
+                        j->step = DELETE_INTERNAL;
+                        return delete_next(j);
+                }
+                if (!snapshot_is_external(s) || s->def->n_disks == 0) {
+                        j->step = DELETE_FORGET;
+                        return delete_next(j);
+                }
+                j->step = DELETE_NODES;
+                return job_qmp(j, "query-block", NULL, on_blocks);
+
+        case DELETE_NODES:
+                return; /* replies move on */
+
+        case DELETE_MERGE: {
+                Merge *m;
+                json_t *args;
+
+                if (j->merge_cursor >= j->n_merges) {
+                        j->step = DELETE_DROP_NODES;
+                        j->merge_cursor = 0;
+                        return delete_next(j);
+                }
+                m = &j->merges[j->merge_cursor];
+                free(j->block_job_id);
+                if (asprintf(&j->block_job_id, "sd%s-commit-%zu-%zu", j->tag, j->cursor, j->merge_cursor) < 0) {
+                        j->block_job_id = NULL;
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+                }
+                j->ev_ready = j->ev_done = false;
+                (void) domain_send_progress(j->domain, JOB_NAME, "disks", j->merge_cursor,
+                                            j->n_merges - j->merge_cursor, j->n_merges);
+                if (arm_timer(j) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot set up a timer");
+                args = json_pack("{s:s, s:s, s:s, s:s}", "job-id", j->block_job_id, "device", m->root_node,
+                                 "top-node", m->overlay_node, "base-node", m->base_node);
+                return job_qmp(j, "block-commit", args, on_commit_started);
+        }
+
+        case DELETE_DROP_NODES:
+                /* Our overlays were added with blockdev-add: the monitor still holds their
+                 * nodes after the commit dropped them from the chain. */
+                while (j->merge_cursor < j->n_merges) {
+                        Merge *m = &j->merges[j->merge_cursor];
+
+                        if (j->drop_sub == 0) {
+                                j->drop_sub = 1;
+                                return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", m->overlay_node), on_drop);
+                        }
+                        if (j->drop_sub == 1 && m->overlay_file_node) {
+                                j->drop_sub = 2;
+                                return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", m->overlay_file_node),
+                                               on_drop);
+                        }
+                        if (unlink(m->overlay) < 0 && errno != ENOENT)
+                                log_warning("Domain '%s': cannot remove merged overlay '%s': %m",
+                                            domain_name(j->domain), m->overlay);
+                        j->drop_sub = 0;
+                        j->merge_cursor++;
+                }
+                r = rebase_children(j, s);
+                if (r < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot update the children of '%s': %s",
+                                        snapshot_name(s), strerror(-r));
+                j->step = DELETE_FORGET;
+                return delete_next(j);
+
+        case DELETE_INTERNAL: {
+                json_t *devices = json_array(), *args;
+
+                if (!devices)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+                for (size_t i = 0; i < s->def->domain.n_disks; i++)
+                        if (s->def->domain.disks[i].node_name)
+                                json_array_append_new(devices, json_string(s->def->domain.disks[i].node_name));
+                free(j->block_job_id);
+                j->ev_done = false;
+                if (asprintf(&j->block_job_id, "sd%s-sdel-%zu", j->tag, j->cursor) < 0) {
+                        j->block_job_id = NULL;
+                        json_decref(devices);
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+                }
+                if (arm_timer(j) < 0) {
+                        json_decref(devices);
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot set up a timer");
+                }
+                args = json_pack("{s:s, s:s, s:o}", "job-id", j->block_job_id, "tag", snapshot_name(s),
+                                 "devices", devices);
+                return job_qmp(j, "snapshot-delete", args, on_internal_done);
+        }
+
+        case DELETE_FORGET:
+                if (s->def->memory == SNAPSHOT_LOCATION_EXTERNAL && s->def->memory_file &&
+                    unlink(s->def->memory_file) < 0 && errno != ENOENT)
+                        log_warning("Domain '%s': cannot remove memory image '%s': %m", domain_name(j->domain),
+                                    s->def->memory_file);
+                r = snapshot_forget(s);
+                if (r < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot delete the snapshot record: %s", strerror(-r));
+                merges_clear(j);
+                j->cursor++;
+                j->step = DELETE_INSPECT;
+                return delete_next(j);
+        }
+}
+
+int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error) {
+        DeleteJob *j;
+        uint32_t tag;
+        int r;
+
+        if (!qmp_is_connected(d->qmp))
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
+                                         "Domain '%s' is %s: deleting snapshot images needs its QEMU running "
+                                         "(flag 'metadata-only' forgets the snapshot and keeps its files)",
+                                         domain_name(d), domain_state_to_string(d->state));
+
+        j = calloc(1, sizeof(DeleteJob));
+        if (!j)
+                return -ENOMEM;
+        j->domain = d;
+        j->flags = flags;
+        r = delete_order(d, s, flags, &j->queue, &j->n_queue);
+        if (r < 0) {
+                delete_job_free(j);
+                return r;
+        }
+        if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
+                tag = (uint32_t) rand();
+        snprintf(j->tag, sizeof(j->tag), "%08x", tag);
+        j->request = sd_bus_message_ref(m);
+
+        d->delete_job = j;
+        (void) domain_emit_changed(d, "Job");
+        delete_next(j);
+        return 1;
+}

@@ -1,0 +1,276 @@
+#!/usr/bin/python3
+# Deleting snapshots with their data, and REDEFINE/CURRENT, against a real running guest:
+# overlays are merged with block-commit while the guest runs, and the guest's data must be
+# the same before and after (checksummed inside the guest through the agent).
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+import snaptest
+from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
+                      Bus, BusError, Guest, image_info, qdev_id)
+
+DEL_CHILDREN, DEL_METADATA, DEL_CHILDREN_ONLY = 1, 2, 4
+REDEFINE, CURRENT, LIVE = 1, 2, 256
+
+
+def v(sig, value):
+    from gi.repository import GLib
+    return GLib.Variant(sig, value)
+
+
+def wait_until(cond, timeout, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("%s not reached in %ss" % (what, timeout))
+        time.sleep(0.05)
+
+
+class S:
+    tmp = guest = bus = None
+
+
+def setUpModule():
+    S.tmp = tempfile.mkdtemp(prefix="snapd-", dir="/tmp")
+    S.guest = Guest(os.path.join(S.tmp, "g"), dirty_mb=0)
+    S.guest.start()
+    S.guest.wait_ready()
+    S.bus = Bus(os.path.join(S.tmp, "bus"))
+    os.makedirs(S.bus.tmpdir)
+    S.bus.start()
+    S.config_dir = os.path.join(S.tmp, "conf")
+    S.state_dir = os.path.join(S.tmp, "state")
+    S.images = os.path.join(S.tmp, "images")
+    os.makedirs(S.images)
+    S.guest.domain_config(S.config_dir, "vm1", images_dir=S.images)
+    S.bus.start_daemon(S.config_dir, S.state_dir)
+    S.dom = S.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm1",))[0]
+    wait_until(lambda: S.bus.get_property(S.dom, DOMAIN_IFACE, "State") == "running", 20)
+
+
+def tearDownModule():
+    failed = getattr(sys.modules[__name__], "_any_failed", False)
+    rc = S.bus.stop_daemon() if S.bus else None
+    log = S.bus.read_daemon_log() if S.bus else ""
+    if S.bus:
+        S.bus.stop()
+    if S.guest:
+        S.guest.stop()
+    if failed or os.environ.get("SNAPSHOTD_TEST_KEEP") == "1":
+        sys.stderr.write("kept %s\n" % S.tmp)
+    else:
+        subprocess.run(["rm", "-rf", S.tmp])
+    if rc not in (None, 0):
+        raise AssertionError("snapshotd exited with %s at the end; its log:\n%s" % (rc, log[-20000:]))
+
+
+class DeleteTest(unittest.TestCase):
+    maxDiff = None
+
+    def tearDown(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result and any(t is self for t, _ in result.errors + result.failures):
+            sys.modules[__name__]._any_failed = True
+            sys.stderr.write("\n===== snapshotd log =====\n%s\n" % S.bus.read_daemon_log()[-20000:])
+
+    def create(self, name, opts=None):
+        o = {"disk-only": v("b", True)}
+        o.update(opts or {})
+        return S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "", o), timeout=120)[0]
+
+    def lookup(self, name):
+        return S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", (name,))[0]
+
+    def delete(self, name, flags=0):
+        S.bus.call(self.lookup(name), SNAPSHOT_IFACE, "Delete", "t", (flags,), timeout=300)
+
+    def names(self):
+        return [S.bus.get_property(p, SNAPSHOT_IFACE, "Name")
+                for p in S.bus.call(S.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,))[0]]
+
+    def parent_name(self, name):
+        p = S.bus.get_property(self.lookup(name), SNAPSHOT_IFACE, "Parent")
+        return None if p == "/" else S.bus.get_property(p, SNAPSHOT_IFACE, "Name")
+
+    def chain(self, target):
+        for d in S.guest.qmp("query-block"):
+            if d.get("inserted") and qdev_id(d["qdev"]) == target:
+                out, img = [], d["inserted"]["image"]
+                while img:
+                    out.append(img["filename"])
+                    img = img.get("backing-image")
+                return out
+
+    def write_marker(self, text):
+        S.guest.guest_exec(["/bin/sh", "-c", "echo '%s' > /data1/marker; echo '%s' > /data2/marker; sync"
+                            % (text, text)])
+
+    def guest_sums(self):
+        code, out, err = S.guest.guest_exec(["/bin/sh", "-c", "sync; md5sum /data1/marker /data2/marker"])
+        self.assertEqual(code, 0, err)
+        return out
+
+    def assert_images_clean(self):
+        for t in ("vda", "vdb"):
+            for f in self.chain(t):
+                code, out = snaptest.image_check(f)
+                self.assertEqual(code, 0, out)
+
+    def ov(self, snap, target):
+        return os.path.join(S.images, "%s.%s.qcow2" % (snap, target))
+
+    # ---------------------------------------------------------------------------------
+    def test_01_delete_middle_of_chain(self):
+        base = self.chain("vda")[-1]
+        self.write_marker("one")
+        self.create("s1")
+        self.write_marker("two")
+        self.create("s2")
+        self.write_marker("three")
+        self.create("s3")
+        self.assertEqual(self.chain("vda"), [self.ov("s3", "vda"), self.ov("s2", "vda"), self.ov("s1", "vda"), base])
+        before = self.guest_sums()
+
+        self.delete("s2")
+        self.assertEqual(self.chain("vda"), [self.ov("s3", "vda"), self.ov("s1", "vda"), base])
+        self.assertFalse(os.path.exists(self.ov("s2", "vda")))
+        self.assertEqual(image_info(self.ov("s3", "vda"))["backing-filename"], self.ov("s1", "vda"))
+        self.assertNotIn("s2", self.names())
+        self.assertEqual(self.parent_name("s3"), "s1")
+        # s3's record now names s1's overlay as its point in time
+        xml = S.bus.call(self.lookup("s3"), SNAPSHOT_IFACE, "GetXMLDesc", "t", (0,))[0]
+        files = [d.find("source").get("file") for d in ET.fromstring(xml).find("domain").iter("disk")]
+        self.assertIn(self.ov("s1", "vda"), files)
+        self.assertEqual(self.guest_sums(), before)
+        self.assertEqual(S.guest.status(), "running")
+        self.assert_images_clean()
+
+    def test_02_delete_current_leaf_active_commit(self):
+        before = self.guest_sums()
+        self.delete("s3")
+        self.assertEqual(self.chain("vda")[0], self.ov("s1", "vda"))
+        self.assertFalse(os.path.exists(self.ov("s3", "vda")))
+        cur = S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot")
+        self.assertEqual(S.bus.get_property(cur, SNAPSHOT_IFACE, "Name"), "s1")
+        self.assertEqual(self.guest_sums(), before)
+        # the guest keeps writing to the merged image
+        self.write_marker("four")
+        self.assertIn("marker", self.guest_sums())
+        self.assert_images_clean()
+
+    def test_03_children_and_children_only(self):
+        self.create("c1")
+        self.create("c2")
+        self.create("c3")
+        self.delete("c1", DEL_CHILDREN_ONLY)
+        self.assertIn("c1", self.names())
+        self.assertNotIn("c2", self.names())
+        self.assertFalse(os.path.exists(self.ov("c2", "vda")))
+        self.assertFalse(os.path.exists(self.ov("c3", "vdb")))
+        self.create("c4")
+        self.delete("c1", DEL_CHILDREN)
+        for n in ("c1", "c4"):
+            self.assertNotIn(n, self.names())
+        self.assertEqual(self.chain("vda")[0], self.ov("s1", "vda"))
+        self.assert_images_clean()
+
+    def test_04_memory_and_internal(self):
+        m = self.create("m1", {"disk-only": v("b", False), "memory": v("s", "external")})
+        mem = S.bus.get_property(m, SNAPSHOT_IFACE, "MemoryFile")
+        self.assertTrue(os.path.exists(mem))
+        self.delete("m1")
+        self.assertFalse(os.path.exists(mem))
+        self.assertFalse(os.path.exists(self.ov("m1", "vda")))
+
+        self.create("int1", {"disk-only": v("b", False), "memory": v("s", "internal")})
+        top = self.chain("vda")[0]
+        self.assertIn("int1", snaptest.image_snapshots(top))
+        self.delete("int1")
+        self.assertNotIn("int1", snaptest.image_snapshots(top))
+        self.assertNotIn("int1", self.names())
+        self.assertEqual(S.guest.status(), "running")
+
+    def test_05_refuse_what_another_snapshot_needs(self):
+        self.create("y1")
+        self.create("y2")
+        base_of_y2 = self.ov("y1", "vda")
+        # another snapshot whose point in time is y1's overlay as it is (as a branch after a
+        # revert would have): imported with REDEFINE
+        xml = """<domainsnapshot><name>other</name><state>disk-snapshot</state>
+                 <parent><name>y1</name></parent>
+                 <disks><disk name='vda' snapshot='no'/><disk name='vdb' snapshot='no'/></disks>
+                 <domain type='qemu'><name>vm1</name><memory unit='KiB'>262144</memory><vcpu>1</vcpu>
+                 <os><type arch='x86_64'>hvm</type></os><devices>
+                 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/>
+                 <target dev='vda' bus='virtio'/></disk></devices></domain></domainsnapshot>""" % base_of_y2
+        S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshotXML", "st", (xml, REDEFINE))
+        chain = self.chain("vda")
+        with self.assertRaises(BusError) as cm:
+            self.delete("y2")
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationUnsupported")
+        self.assertIn("other", cm.exception.message)
+        self.assertEqual(self.chain("vda"), chain)
+        self.assertIn("y2", self.names())
+        self.assertTrue(os.path.exists(self.ov("y2", "vda")))
+        # metadata-only is always possible
+        S.bus.call(self.lookup("other"), SNAPSHOT_IFACE, "Delete", "t", (DEL_METADATA,))
+        self.delete("y2")
+        self.assertFalse(os.path.exists(self.ov("y2", "vda")))
+
+    def test_06_redefine_and_current(self):
+        path = self.lookup("y1")
+        xml = S.bus.call(path, SNAPSHOT_IFACE, "GetXMLDesc", "t", (0,))[0]
+        cur = S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot")
+        # a copy under a new name, imported and made current
+        copy = xml.replace("<name>y1</name>", "<name>y1-copy</name>", 1)
+        p = S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshotXML", "st", (copy, REDEFINE | CURRENT))[0]
+        self.assertEqual(S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot"), p)
+        self.assertTrue(S.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+        # editing the description of an existing record
+        edited = xml.replace("<description/>", "<description>edited</description>").replace(
+            "<description></description>", "<description>edited</description>")
+        if "<description>edited" not in edited:
+            edited = edited.replace("<name>y1</name>", "<name>y1</name><description>edited</description>", 1)
+        S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshotXML", "st", (edited, REDEFINE))
+        self.assertEqual(S.bus.get_property(path, SNAPSHOT_IFACE, "Description"), "edited")
+        # refusals
+        bad = [
+            (copy.replace(self.ov("y1", "vda"), "/nonexistent/x.qcow2").replace("y1-copy", "bad1"), REDEFINE,
+             "InvalidArgument", "does not exist"),
+            (copy.replace("<name>y1-copy</name>", "<name>bad2</name><parent><name>ghost</name></parent>", 1)
+             if "<parent>" not in copy else copy.replace("y1-copy", "bad2").replace(
+                 copy[copy.index("<parent>"):copy.index("</parent>") + 9], "<parent><name>ghost</name></parent>"),
+             REDEFINE, "InvalidArgument", "ghost"),
+            (copy, REDEFINE | LIVE, "OperationUnsupported", "live"),
+            (copy, CURRENT, "OperationUnsupported", "redefine"),
+        ]
+        for doc, flags, err, word in bad:
+            with self.subTest(err=err, word=word):
+                with self.assertRaises(BusError) as cm:
+                    S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshotXML", "st", (doc, flags))
+                self.assertEqual(cm.exception.name, ERROR_PREFIX + err, cm.exception.message)
+                self.assertIn(word, cm.exception.message)
+        self.assertNotIn("bad1", self.names())
+        S.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (DEL_METADATA,))
+        del cur
+
+    def test_07_restart_keeps_tree(self):
+        def tree():
+            return [(n, self.parent_name(n)) for n in self.names()], \
+                S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot")
+        before = tree()
+        self.assertEqual(S.bus.stop_daemon(), 0)
+        S.bus.start_daemon(S.config_dir, S.state_dir)
+        wait_until(lambda: S.bus.get_property(S.dom, DOMAIN_IFACE, "State") == "running", 20)
+        self.assertEqual(tree(), before)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
