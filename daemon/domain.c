@@ -7,6 +7,7 @@
 #include "domain.h"
 #include "job-create.h"
 #include "job-delete.h"
+#include "job-revert.h"
 #include "macro.h"
 #include "manager.h"
 #include "snapshot-bus.h"
@@ -56,6 +57,7 @@ Domain *domain_free(Domain *d) {
         create_job_free(d->job);
         d->job = NULL;
         d->delete_job = delete_job_free(d->delete_job);
+        d->revert_job = revert_job_free(d->revert_job);
 
         for (size_t i = 0; i < d->n_snapshots; i++)
                 snapshot_free(d->snapshots[i]);
@@ -75,7 +77,8 @@ const char *domain_name(Domain *d) {
 }
 
 const char *domain_job_name(Domain *d) {
-        return d->job ? "snapshot-create" : d->delete_job ? "snapshot-delete" : "";
+        return d->job ? "snapshot-create" : d->delete_job ? "snapshot-delete" :
+               d->revert_job ? "snapshot-revert" : "";
 }
 
 void domain_set_state(Domain *d, DomainState state) {
@@ -144,6 +147,8 @@ static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
         /* An attached QEMU that went away is shut off; keep trying in case it comes back. */
         if (d->job)
                 create_job_on_disconnect(d->job);
+        if (d->revert_job)
+                revert_job_on_disconnect(d->revert_job);
         domain_set_state(d, DOMAIN_STATE_SHUTOFF);
         domain_set_has_agent(d, false);
         domain_schedule_reconnect(d);
@@ -154,6 +159,8 @@ static void on_qmp_event(Qmp *q, const char *event, json_t *data, void *userdata
 
         if (d->job)
                 create_job_on_event(d->job, event, data);
+        if (d->revert_job)
+                revert_job_on_event(d->revert_job, event, data);
         if (d->delete_job) {
                 delete_job_on_event(d->delete_job, event, data);
                 if (d->delete_job)

@@ -7,6 +7,7 @@
 #include "domain.h"
 #include "errors.h"
 #include "job-delete.h"
+#include "job-revert.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -207,9 +208,10 @@ static int method_revert(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return r;
         if (r == 0)
                 return 1; /* polkit is being asked; the call comes back here */
-        return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
-                                 "Reverting to snapshot '%s' needs a managed domain, and domain '%s' is attached",
-                                 snapshot_name(s), domain_name(s->domain));
+        if (domain_busy(s->domain))
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY, "Domain '%s' is busy with job '%s'",
+                                         domain_name(s->domain), domain_job_name(s->domain));
+        return revert_job_start(s->domain, s, flags, m, error);
 }
 
 static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error) {

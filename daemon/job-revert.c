@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Reverting to a snapshot.
+ *
+ *  - internal (memory and disks inside the qcow2 images): QEMU's snapshot-load job, in
+ *    place, on attached and managed domains alike;
+ *  - external (disk-only, or with a memory image): the guest must restart on fresh overlays
+ *    over the snapshot's images — which are never written — and, with memory, load the
+ *    image's migration stream with -incoming. Only a managed domain can be restarted.
+ * Afterwards the guest runs or stays paused as the snapshot was (was_running for a memory
+ * image), unless RUNNING or PAUSED says otherwise. The current snapshot moves to it, and
+ * nothing the revert replaced is deleted. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "domain.h"
+#include "job-revert.h"
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+#include "snapshot-bus.h"
+#include "snapshot.h"
+
+#define JOB_NAME "snapshot-revert"
+
+struct RevertJob {
+        Domain *domain;
+        Snapshot *snapshot;
+        sd_bus_message *request;
+        uint64_t flags;
+        char tag[16];
+        char *job_id;
+
+        int step;
+        bool waiting_job, ev_concluded;
+        char *job_error;
+
+        uint64_t call;
+        void (*cont)(RevertJob *j, json_t *reply, const QmpError *err);
+        sd_bus_error error;
+
+        RevertExternal ext;     /* the restart path (job-revert-external.c) */
+};
+
+static void revert_next(RevertJob *j);
+
+RevertJob *revert_job_free(RevertJob *j) {
+        if (!j)
+                return NULL;
+        if (j->call)
+                qmp_cancel(j->domain->qmp, j->call);
+        revert_external_clear(&j->ext);
+        free(j->job_id);
+        free(j->job_error);
+        sd_bus_message_unref(j->request);
+        sd_bus_error_free(&j->error);
+        free(j);
+        return NULL;
+}
+
+void revert_job_finish(RevertJob *j) {
+        Domain *d = j->domain;
+        Manager *m = d->manager;
+        Snapshot *s = j->snapshot;
+        int r;
+
+        if (!sd_bus_error_is_set(&j->error)) {
+                r = domain_set_current(d, s);
+                if (r < 0)
+                        log_warning_errno(r, "Domain '%s': cannot record '%s' as current: %m", domain_name(d),
+                                          snapshot_name(s));
+                (void) sd_bus_emit_signal(m->bus, SNAPSHOT_ROOT_PATH, SNAPSHOT_IFACE_MANAGER, "SnapshotReverted",
+                                          "oo", d->path, s->path);
+                log_info("Domain '%s': reverted to snapshot '%s'.", domain_name(d), snapshot_name(s));
+        } else
+                log_warning("Domain '%s': revert to '%s' failed: %s", domain_name(d), snapshot_name(s),
+                            j->error.message);
+
+        if (j->request) {
+                if (sd_bus_error_is_set(&j->error))
+                        r = sd_bus_reply_method_error(j->request, &j->error);
+                else
+                        r = sd_bus_reply_method_return(j->request, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "Domain '%s': failed to reply to Revert: %m", domain_name(d));
+        }
+        (void) domain_send_progress(d, JOB_NAME, "done", 0, 0, 0);
+        d->revert_job = NULL;
+        (void) domain_emit_changed(d, "Job");
+        revert_job_free(j);
+        manager_job_ended(m);
+}
+
+void revert_job_fail(RevertJob *j, const char *name, const char *fmt, ...) {
+        _cleanup_free_ char *msg = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        if (!sd_bus_error_is_set(&j->error))
+                (void) sd_bus_error_set(&j->error, name, msg ?: "Out of memory");
+        revert_job_finish(j);
+}
+
+static void on_reply(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        RevertJob *j = userdata;
+        void (*fn)(RevertJob *, json_t *, const QmpError *) = j->cont;
+
+        j->call = 0;
+        j->cont = NULL;
+        fn(j, reply, err);
+}
+
+void revert_job_qmp(RevertJob *j, const char *command, json_t *args, int fd,
+                    void (*fn)(RevertJob *j, json_t *reply, const QmpError *err)) {
+        int r;
+
+        j->cont = fn;
+        r = qmp_call(j->domain->qmp, command, args, fd, 0, on_reply, j, &j->call);
+        if (r < 0) {
+                QmpError e = { .error = r, .desc = "QEMU is not connected" };
+
+                j->cont = NULL;
+                fn(j, NULL, &e);
+        }
+}
+
+Domain *revert_job_domain(RevertJob *j) {
+        return j->domain;
+}
+
+Snapshot *revert_job_snapshot(RevertJob *j) {
+        return j->snapshot;
+}
+
+RevertExternal *revert_job_external(RevertJob *j) {
+        return &j->ext;
+}
+
+/* Run or stay paused, as the snapshot was or as the caller asked. */
+bool revert_job_want_running(RevertJob *j, bool was_running) {
+        if (j->flags & SNAPSHOT_REVERT_RUNNING)
+                return true;
+        if (j->flags & SNAPSHOT_REVERT_PAUSED)
+                return false;
+        return was_running;
+}
+
+/* ---- internal: snapshot-load ---- */
+
+enum {
+        INTERNAL_NODES,
+        INTERNAL_LOAD,
+        INTERNAL_QUERY,
+        INTERNAL_STATE,
+        INTERNAL_DONE,
+};
+
+static json_t *internal_devices(RevertJob *j, json_t *nodes, const char **ret_vmstate, const char **ret_missing) {
+        Snapshot *s = j->snapshot;
+        json_t *devices = json_array();
+
+        *ret_vmstate = NULL;
+        *ret_missing = NULL;
+        for (size_t k = 0; devices && k < s->def->domain.n_disks; k++) {
+                const char *file = s->def->domain.disks[k].file, *found = NULL;
+                size_t i;
+                json_t *n;
+
+                json_array_foreach(nodes, i, n)
+                        if (streq_ptr(json_string_value(json_object_get(n, "file")), file) &&
+                            !streq_ptr(json_string_value(json_object_get(n, "drv")), "file"))
+                                found = json_string_value(json_object_get(n, "node-name"));
+                if (!found) {
+                        *ret_missing = file;
+                        json_decref(devices);
+                        return NULL;
+                }
+                json_array_append_new(devices, json_string(found));
+                *ret_vmstate = *ret_vmstate ?: found;
+        }
+        return devices;
+}
+
+static void on_nodes(RevertJob *j, json_t *reply, const QmpError *err) {
+        const char *vmstate, *missing;
+        json_t *devices, *args;
+
+        if (err)
+                return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot read QEMU's block nodes: %s", err->desc);
+
+        devices = internal_devices(j, reply, &vmstate, &missing);
+        if (!devices || !vmstate)
+                return revert_job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                       "Snapshot '%s' lives in '%s', which the domain does not have open any more",
+                                       snapshot_name(j->snapshot), strempty(missing));
+        (void) domain_send_progress(j->domain, JOB_NAME, "memory", 0, 0, 0);
+        args = json_pack("{s:s, s:s, s:s, s:o}", "job-id", j->job_id, "tag", snapshot_name(j->snapshot),
+                         "vmstate", vmstate, "devices", devices);
+        j->step = INTERNAL_LOAD;
+        revert_job_qmp(j, "snapshot-load", args, -1, revert_job_on_reply_next);
+}
+
+static void on_jobs(RevertJob *j, json_t *reply, const QmpError *err) {
+        size_t i;
+        json_t *job;
+
+        if (!err)
+                json_array_foreach(reply, i, job)
+                        if (streq_ptr(json_string_value(json_object_get(job, "id")), j->job_id)) {
+                                const char *e = json_string_value(json_object_get(job, "error"));
+                                free(j->job_error);
+                                j->job_error = e ? strdup(e) : NULL;
+                        }
+        (void) qmp_call(j->domain->qmp, "job-dismiss", json_pack("{s:s}", "id", j->job_id), -1, 0, NULL, NULL, NULL);
+        if (j->job_error)
+                return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU could not load snapshot '%s': %s",
+                                       snapshot_name(j->snapshot), j->job_error);
+        j->step = INTERNAL_STATE;
+        revert_next(j);
+}
+
+void revert_job_on_reply_next(RevertJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "%s", err->desc ?: strerror(-err->error));
+        if (j->step == INTERNAL_LOAD) {
+                j->waiting_job = true;
+                if (j->ev_concluded)
+                        revert_next(j);
+                return;
+        }
+        revert_next(j);
+}
+
+static void internal_on_event(RevertJob *j, const char *event, json_t *data) {
+        if (!streq(event, "JOB_STATUS_CHANGE") || !j->job_id ||
+            !streq_ptr(json_string_value(json_object_get(data, "id")), j->job_id) ||
+            !streq_ptr(json_string_value(json_object_get(data, "status")), "concluded"))
+                return;
+        j->ev_concluded = true;
+        if (j->waiting_job && !j->cont)
+                revert_next(j);
+}
+
+static void revert_next(RevertJob *j) {
+        bool run;
+
+        switch (j->step) {
+        case INTERNAL_NODES:
+                (void) domain_send_progress(j->domain, JOB_NAME, "validate", 0, 0, 0);
+                return revert_job_qmp(j, "query-named-block-nodes", json_pack("{s:b}", "flat", 1), -1, on_nodes);
+        case INTERNAL_LOAD:
+                if (!j->waiting_job || !j->ev_concluded)
+                        return;
+                j->waiting_job = false;
+                j->step = INTERNAL_QUERY;
+                return revert_job_qmp(j, "query-jobs", NULL, -1, on_jobs);
+        case INTERNAL_QUERY:
+                return;
+        case INTERNAL_STATE:
+                run = revert_job_want_running(j, !streq_ptr(j->snapshot->def->state, "paused"));
+                j->step = INTERNAL_DONE;
+                (void) domain_send_progress(j->domain, JOB_NAME, "resume", 0, 0, 0);
+                return revert_job_qmp(j, run ? "cont" : "stop", NULL, -1, revert_job_on_reply_next);
+        case INTERNAL_DONE:
+                return revert_job_finish(j);
+        }
+}
+
+void revert_job_on_event(RevertJob *j, const char *event, json_t *data) {
+        if (j->ext.active)
+                revert_external_on_event(j, event, data);
+        else
+                internal_on_event(j, event, data);
+}
+
+void revert_job_on_disconnect(RevertJob *j) {
+        if (j->ext.active)
+                return revert_external_on_disconnect(j);
+        if (!j->cont)
+                revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU went away during the revert");
+}
+
+static bool snapshot_is_internal_full(const Snapshot *s) {
+        return s->def->memory == SNAPSHOT_LOCATION_INTERNAL;
+}
+
+int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error) {
+        RevertJob *j;
+        uint32_t tag;
+        int r;
+
+        if ((flags & SNAPSHOT_REVERT_RUNNING) && (flags & SNAPSHOT_REVERT_PAUSED))
+                return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                        "Flags 'running' and 'paused' cannot be combined");
+
+        if (!snapshot_is_internal_full(s)) {
+                r = revert_external_check(d, s, flags, error);
+                if (r < 0)
+                        return r;
+        } else if (!qmp_is_connected(d->qmp))
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
+                                         "Domain '%s' is %s: loading internal snapshot '%s' needs its QEMU running",
+                                         domain_name(d), domain_state_to_string(d->state), snapshot_name(s));
+
+        j = calloc(1, sizeof(RevertJob));
+        if (!j)
+                return -ENOMEM;
+        j->domain = d;
+        j->snapshot = s;
+        j->flags = flags;
+        j->request = sd_bus_message_ref(m);
+        if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
+                tag = (uint32_t) rand();
+        snprintf(j->tag, sizeof(j->tag), "%08x", tag);
+        if (asprintf(&j->job_id, "sd%s-load", j->tag) < 0) {
+                revert_job_free(j);
+                return -ENOMEM;
+        }
+
+        d->revert_job = j;
+        (void) domain_emit_changed(d, "Job");
+
+        if (snapshot_is_internal_full(s))
+                revert_next(j);
+        else
+                revert_external_start(j);
+        return 1;
+}
