@@ -8,6 +8,7 @@
 #include "job-create.h"
 #include "job-delete.h"
 #include "job-revert.h"
+#include "recovery.h"
 #include "macro.h"
 #include "manager.h"
 #include "snapshot-bus.h"
@@ -58,6 +59,7 @@ Domain *domain_free(Domain *d) {
         d->job = NULL;
         d->delete_job = delete_job_free(d->delete_job);
         d->revert_job = revert_job_free(d->revert_job);
+        d->recovery = recovery_free(d->recovery);
 
         for (size_t i = 0; i < d->n_snapshots; i++)
                 snapshot_free(d->snapshots[i]);
@@ -78,7 +80,7 @@ const char *domain_name(Domain *d) {
 
 const char *domain_job_name(Domain *d) {
         return d->job ? "snapshot-create" : d->delete_job ? "snapshot-delete" :
-               d->revert_job ? "snapshot-revert" : "";
+               d->revert_job ? "snapshot-revert" : d->recovery ? "recovery" : "";
 }
 
 void domain_set_state(Domain *d, DomainState state) {
@@ -141,6 +143,8 @@ static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
                 d->reconnect_attempt = 0;
                 domain_refresh_state(d);
                 domain_probe_agent(d);
+                /* A job that died with the daemon: finish its rollback first. */
+                (void) domain_recover(d, true);
                 return;
         }
 

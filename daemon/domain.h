@@ -37,6 +37,7 @@ typedef struct Domain {
         CreateJob *job;                 /* at most one job at a time: this one... */
         struct DeleteJob *delete_job;   /* ...or this one */
         struct RevertJob *revert_job;   /* ...or this one */
+        struct Recovery *recovery;      /* ...or the rollback of one a dead snapshotd left */
 } Domain;
 
 int domain_new(Domain **ret, Manager *m, DomainConfig *config /* taken */);
@@ -66,7 +67,7 @@ void domain_set_state(Domain *d, DomainState state);
 void domain_set_has_agent(Domain *d, bool b);
 const char *domain_job_name(Domain *d);
 static inline bool domain_busy(Domain *d) {
-        return d->job || d->delete_job || d->revert_job;
+        return d->job || d->delete_job || d->revert_job || d->recovery;
 }
 
 /* Bus side (domain-dbus.c) */

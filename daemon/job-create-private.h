@@ -148,6 +148,8 @@ struct CreateJob {
         char *internal_job_id;
         char *internal_error;
         unsigned cont_retries;
+        struct Journal *journal;        /* what this job did, for recovery after a crash */
+        int failpoint_step;
         sd_event_source *retry_timer;
 };
 
@@ -162,6 +164,9 @@ void job_qmp(CreateJob *j, const char *command, json_t *args, job_reply_fn fn);
 void job_qmp_fd(CreateJob *j, const char *command, json_t *args, int fd, job_reply_fn fn);
 void job_undo_next(CreateJob *j);
 void job_progress(CreateJob *j, const char *phase, uint64_t processed, uint64_t total);
+
+int job_journal_note(CreateJob *j, const char *key, json_t *value);
+int job_journal_file(CreateJob *j, const char *path);
 
 /* job-memory.c */
 int job_memory_validate(CreateJob *j, sd_bus_error *error);

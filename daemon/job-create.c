@@ -22,7 +22,9 @@
 #include "create-options.h"
 #include "domain.h"
 #include "errors.h"
+#include "failpoint.h"
 #include "job-create-private.h"
+#include "journal.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -52,6 +54,7 @@ CreateJob *create_job_free(CreateJob *j) {
                 agent_cancel(j->domain->agent, j->agent_call);
         sd_event_source_disable_unref(j->event_timer);
         sd_event_source_disable_unref(j->retry_timer);
+        journal_free(j->journal);
         job_memory_clear(j);
         sd_bus_message_unref(j->request);
         create_request_clear(&j->req);
@@ -81,6 +84,12 @@ void job_finish(CreateJob *j, const char *path) {
                         log_warning_errno(r, "Domain '%s': failed to send the reply of %s: %m", domain_name(d), JOB_NAME);
         }
 
+        /* Done or rolled back: either way nothing is left to recover. */
+        if (j->journal) {
+                r = journal_remove(j->journal);
+                if (r < 0)
+                        log_warning_errno(r, "Domain '%s': cannot remove the job journal: %m", domain_name(d));
+        }
         d->job = NULL;
         (void) domain_emit_changed(d, "Job");
         create_job_free(j);
@@ -400,7 +409,68 @@ static void on_inspect_cpus(CreateJob *j, json_t *reply, const QmpError *err) {
         job_next(j);
 }
 
+/* ---- the journal ---- */
+
+int job_journal_note(CreateJob *j, const char *key, json_t *value) {
+        if (!j->journal) {
+                json_decref(value);
+                return 0;
+        }
+        return journal_set(j->journal, key, value);
+}
+
+int job_journal_file(CreateJob *j, const char *path) {
+        return j->journal ? journal_append(j->journal, "files", json_string(path)) : 0;
+}
+
+/* Before anything changes: what this job is, and every node name it may add. */
+static int job_journal_begin(CreateJob *j) {
+        json_t *nodes;
+        int r;
+
+        r = journal_new(&j->journal, j->domain->manager->state_dir, domain_name(j->domain), "snapshot-create");
+        if (r < 0)
+                return r;
+        nodes = json_array();
+        for (size_t i = 0; nodes && i < j->n_disks; i++) {
+                if (j->disks[i].fmt_node)
+                        json_array_append_new(nodes, json_string(j->disks[i].fmt_node));
+                if (j->disks[i].file_node)
+                        json_array_append_new(nodes, json_string(j->disks[i].file_node));
+        }
+        r = journal_set(j->journal, "snapshot", json_string(j->req.name));
+        if (r >= 0)
+                r = journal_set(j->journal, "was_running", json_boolean(j->was_running));
+        if (r >= 0)
+                r = journal_set(j->journal, "nodes", nodes);
+        else
+                json_decref(nodes);
+        return r;
+}
+
+static int build_def(CreateJob *j, SnapshotDef **ret);
+
+/* Just before the guest is frozen or paused: the record this job will write, so a crash
+ * after the disks switched over can finish the snapshot instead of leaving it half done. */
+static int job_journal_def(CreateJob *j) {
+        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+        _cleanup_free_ char *xml = NULL;
+        int r;
+
+        r = build_def(j, &def);
+        if (r < 0)
+                return r;
+        def->quiesced = j->plan.quiesce;
+        def->current = true;
+        r = snapshot_xml_format(def, &xml);
+        if (r < 0)
+                return r;
+        return job_journal_note(j, "def", json_string(xml));
+}
+
 static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
+        int r;
+
         if (err && !j->req.quiesce_best_effort) {
                 (void) sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_AGENT_UNAVAILABLE,
                                          "The guest agent of domain '%s' did not answer: %s",
@@ -417,6 +487,10 @@ static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
                 return job_finish(j, "/");
         }
 
+        r = job_journal_begin(j);
+        if (r < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal to '%s': %s",
+                                j->domain->manager->state_dir, strerror(-r));
         j->step = STEP_PREPARE;
         j->disk_cursor = 0;
         j->prepare_step = PREPARE_ADD_FILE;
@@ -544,6 +618,8 @@ static void job_prepare_next(CreateJob *j) {
         switch (j->prepare_step) {
         case PREPARE_ADD_FILE:
                 if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT)) {
+                        if (job_journal_file(j, p->overlay) < 0)
+                                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                         fd = image_file_create(j->domain->config->images_dir, p->overlay);
                         if (fd < 0)
                                 return job_fail(j, fd == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
@@ -797,12 +873,39 @@ static void job_metadata(CreateJob *j) {
 
 /* ---- the forward path ---- */
 
+static const char *const step_failpoints[] = {
+        [STEP_PREPARE] = "create-prepare",
+        [STEP_FREEZE] = "create-freeze",
+        [STEP_PAUSE] = "create-pause",
+        [STEP_INTERNAL] = "create-internal",
+        [STEP_MEMORY] = "create-memory",
+        [STEP_SNAPSHOT] = "create-snapshot",
+        [STEP_MEMORY_FINISH] = "create-memory-finish",
+        [STEP_THAW] = "create-thaw",
+        [STEP_RESUME] = "create-resume",
+        [STEP_SYNC] = "create-sync",
+        [STEP_RESTORE] = "create-restore",
+        [STEP_METADATA] = "create-metadata",
+};
+
 void job_next(CreateJob *j) {
         if (j->undoing)
                 return;
         /* AbortJob before the memory save started: stop at this step boundary. */
         if (j->abort_requested && !j->migration_started && !j->committed && !j->internal_saved)
                 return job_fail(j, SNAPSHOT_ERROR_ABORTED, "Aborted by AbortJob");
+
+        /* Each step is entered once (sub-steps come back here with the same step). */
+        if (j->step < ELEMENTSOF(step_failpoints) && step_failpoints[j->step] && j->failpoint_step != (int) j->step) {
+                FailpointAction a;
+
+                j->failpoint_step = (int) j->step;
+                a = failpoint(step_failpoints[j->step]);
+                if (a == FAILPOINT_HANG)
+                        return;
+                if (a == FAILPOINT_ERROR)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Failpoint '%s'", step_failpoints[j->step]);
+        }
 
         switch (j->step) {
         case STEP_INSPECT_BLOCK:
@@ -819,6 +922,10 @@ void job_next(CreateJob *j) {
         case STEP_PREPARE:
                 return job_prepare_next(j);
         case STEP_FREEZE:
+                if (job_journal_def(j) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
+                if (j->plan.quiesce && job_journal_note(j, "froze", json_true()) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                 if (!j->plan.quiesce) {
                         j->step = STEP_PAUSE;
                         return job_next(j);
@@ -831,6 +938,8 @@ void job_next(CreateJob *j) {
                         j->step = step_after_pause(j);
                         return job_next(j);
                 }
+                if (job_journal_note(j, "paused", json_true()) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                 job_progress(j, "pause", 0, 0);
                 return job_qmp(j, "stop", NULL, on_pause);
         case STEP_INTERNAL:

@@ -309,6 +309,9 @@ static int open_image(CreateJob *j) {
         if (r < 0)
                 return r;
 
+        r = job_journal_note(j, "memory_file", json_string(j->memory_file));
+        if (r < 0)
+                return r;
         fd = image_file_create(j->domain->config->images_dir, j->memory_file);
         if (fd < 0)
                 return fd;
@@ -332,6 +335,10 @@ void job_memory_next(CreateJob *j) {
         case MEMORY_QUERY_PARAMS:
                 return job_qmp(j, "query-migrate-parameters", NULL, on_query_params);
         case MEMORY_SET_CAPS:
+                /* Recovery puts these back if we die with QEMU's settings changed. */
+                if (job_journal_note(j, "migration", json_pack("{s:O, s:O}", "caps", j->saved_caps,
+                                                               "params", j->saved_params)) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                 args = json_pack("{s:[{s:s,s:b},{s:s,s:b},{s:s,s:b}]}", "capabilities",
                                  "capability", "events", "state", 1,
                                  "capability", "pause-before-switchover", "state", 1,
@@ -467,6 +474,10 @@ void job_internal_next(CreateJob *j) {
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         }
         job_progress(j, "memory", 0, j->memory_kib * 1024);
+        if (job_journal_note(j, "internal", json_string(j->req.name)) < 0) {
+                json_decref(devices);
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
+        }
         args = json_pack("{s:s, s:s, s:s, s:o}", "job-id", j->internal_job_id, "tag", j->req.name,
                          "vmstate", vmstate, "devices", devices);
         job_qmp(j, "snapshot-save", args, on_internal_started);

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Failpoints for tests: with the build option failpoints (on in debug builds, off in
+ * release builds), SNAPSHOTD_FAILPOINT="name:action[,name:action...]" makes the daemon die
+ * (abort: SIGKILL itself, as a crash would), fail (error) or stop moving (hang) when a job
+ * reaches the named step. */
+#pragma once
+
+#include "config.h"
+
+typedef enum FailpointAction {
+        FAILPOINT_NONE,
+        FAILPOINT_ERROR,
+        FAILPOINT_HANG,
+} FailpointAction;
+
+#if ENABLE_FAILPOINTS
+/* abort never returns; error and hang are for the caller to act on. */
+FailpointAction failpoint(const char *name);
+#else
+static inline FailpointAction failpoint(const char *name) {
+        return FAILPOINT_NONE;
+}
+#endif

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "journal.h"
+#include "macro.h"
+#include "path-util.h"
+#include "xml-util.h"
+
+#define JOURNAL_MAX_SIZE (1024U * 1024U)
+
+struct Journal {
+        char *dir;
+        char *filename;
+        json_t *root;
+};
+
+static int journal_paths(const char *state_dir, const char *domain, char **ret_dir, char **ret_file) {
+        if (asprintf(ret_dir, "%s/journal", state_dir) < 0)
+                return -ENOMEM;
+        if (asprintf(ret_file, "%s.json", domain) < 0) {
+                free(*ret_dir);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int journal_new(Journal **ret, const char *state_dir, const char *domain, const char *job) {
+        Journal *jn;
+        int r;
+
+        jn = calloc(1, sizeof(Journal));
+        if (!jn)
+                return -ENOMEM;
+        r = journal_paths(state_dir, domain, &jn->dir, &jn->filename);
+        if (r < 0) {
+                free(jn);
+                return r;
+        }
+        jn->root = json_pack("{s:s}", "job", job);
+        if (!jn->root) {
+                journal_free(jn);
+                return -ENOMEM;
+        }
+        *ret = jn;
+        return 0;
+}
+
+Journal *journal_free(Journal *jn) {
+        if (!jn)
+                return NULL;
+        json_decref(jn->root);
+        free(jn->dir);
+        free(jn->filename);
+        free(jn);
+        return NULL;
+}
+
+static int journal_write(Journal *jn) {
+        _cleanup_free_ char *data = NULL;
+        int r;
+
+        r = mkdir_p(jn->dir, 0700);
+        if (r < 0)
+                return r;
+        data = json_dumps(jn->root, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!data)
+                return -ENOMEM;
+        return xml_file_write_atomic(jn->dir, jn->filename, data, strlen(data));
+}
+
+int journal_set(Journal *jn, const char *key, json_t *value) {
+        if (!value || json_object_set_new(jn->root, key, value) < 0)
+                return -ENOMEM;
+        return journal_write(jn);
+}
+
+int journal_append(Journal *jn, const char *key, json_t *value) {
+        json_t *a = json_object_get(jn->root, key);
+
+        if (!value)
+                return -ENOMEM;
+        if (!a) {
+                a = json_array();
+                if (!a || json_object_set_new(jn->root, key, a) < 0) {
+                        json_decref(value);
+                        return -ENOMEM;
+                }
+        }
+        if (json_array_append_new(a, value) < 0)
+                return -ENOMEM;
+        return journal_write(jn);
+}
+
+int journal_remove(Journal *jn) {
+        int r = xml_file_remove(jn->dir, jn->filename);
+
+        return r == -ENOENT ? 0 : r;
+}
+
+int journal_load(const char *state_dir, const char *domain, json_t **ret) {
+        _cleanup_free_ char *dir = NULL, *file = NULL, *data = NULL;
+        _cleanup_close_ int dirfd = -1;
+        size_t size = 0;
+        json_t *root;
+        int r;
+
+        r = journal_paths(state_dir, domain, &dir, &file);
+        if (r < 0)
+                return r;
+        dirfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        if (dirfd < 0)
+                return -errno;
+        r = xml_file_read(dirfd, file, JOURNAL_MAX_SIZE, &data, &size);
+        if (r < 0)
+                return r;
+        root = json_loadb(data, size, 0, NULL);
+        if (!json_is_object(root)) {
+                json_decref(root);
+                return -EBADMSG;
+        }
+        *ret = root;
+        return 0;
+}
+
+int journal_delete(const char *state_dir, const char *domain) {
+        _cleanup_free_ char *dir = NULL, *file = NULL;
+        int r;
+
+        r = journal_paths(state_dir, domain, &dir, &file);
+        if (r < 0)
+                return r;
+        r = xml_file_remove(dir, file);
+        return r == -ENOENT ? 0 : r;
+}

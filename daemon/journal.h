@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A job's journal: before a job changes anything it says so here, so that a snapshotd that
+ * died mid-job can finish the rollback when it comes back (recovery.c). One small JSON
+ * document per domain, <state-dir>/journal/<domain>.json, rewritten atomically (fsync'ed)
+ * at every step. Never logs. */
+#pragma once
+
+#include <jansson.h>
+
+typedef struct Journal Journal;
+
+/* A new, empty journal for a domain's job; nothing is written until the first set. */
+int journal_new(Journal **ret, const char *state_dir, const char *domain, const char *job);
+Journal *journal_free(Journal *jn);
+static inline void journal_freep(Journal **jn) {
+        if (*jn)
+                journal_free(*jn);
+}
+
+/* Sets key (value taken) and writes the journal through to disk. */
+int journal_set(Journal *jn, const char *key, json_t *value);
+/* Appends value (taken) to the array under key, and writes. */
+int journal_append(Journal *jn, const char *key, json_t *value);
+/* The job ended (done or rolled back): the journal goes. */
+int journal_remove(Journal *jn);
+
+/* A leftover journal of a domain: -ENOENT when there is none. */
+int journal_load(const char *state_dir, const char *domain, json_t **ret);
+int journal_delete(const char *state_dir, const char *domain);
