@@ -31,61 +31,23 @@ COMMITTED_FROM = {"thaw", "memory-finish", "resume", "sync", "restore", "metadat
 MEMORY_WHOLE_FROM = {"restore", "metadata"}
 
 
-def v(sig, value):
-    from gi.repository import GLib
-    return GLib.Variant(sig, value)
-
-
-def wait_until(cond, timeout, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("%s not reached in %ss" % (what, timeout))
-        time.sleep(0.05)
-
-
-class S:
-    tmp = guest = bus = None
+v = snaptest.variant
+wait_until = snaptest.wait_until
+S = snaptest.SharedDomain("snapk-", dirty_mb=8)
 
 
 def setUpModule():
-    S.tmp = tempfile.mkdtemp(prefix="snapk-", dir="/tmp")
-    S.guest = Guest(os.path.join(S.tmp, "g"), dirty_mb=8)
-    S.guest.start()
-    S.guest.wait_ready()
-    S.bus = Bus(os.path.join(S.tmp, "bus"))
-    os.makedirs(S.bus.tmpdir)
-    S.bus.start()
-    S.config_dir = os.path.join(S.tmp, "conf")
-    S.state_dir = os.path.join(S.tmp, "state")
-    S.images = os.path.join(S.tmp, "images")
-    os.makedirs(S.images)
-    S.guest.domain_config(S.config_dir, "vm1", images_dir=S.images)
-    S.bus.start_daemon(S.config_dir, S.state_dir)
-    S.dom = S.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm1",))[0]
-    wait_until(lambda: S.bus.get_property(S.dom, DOMAIN_IFACE, "State") == "running", 20)
+    S.start()
 
 
 def tearDownModule():
-    failed = getattr(sys.modules[__name__], "_any_failed", False)
-    if S.bus:
-        S.bus.stop()
-    if S.guest:
-        S.guest.stop()
-    if failed or os.environ.get("SNAPSHOTD_TEST_KEEP") == "1":
-        sys.stderr.write("kept %s\n" % S.tmp)
-    else:
-        subprocess.run(["rm", "-rf", S.tmp])
+    S.stop()
 
 
-class CrashTest(unittest.TestCase):
+class CrashTest(snaptest.SharedTestCase):
+    shared = S
     maxDiff = None
 
-    def tearDown(self):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result and any(getattr(t, "test_case", t) is self for t, _ in result.errors + result.failures):
-            sys.modules[__name__]._any_failed = True
-            sys.stderr.write("\n===== snapshotd log =====\n%s\n" % S.bus.read_daemon_log()[-30000:])
 
     def meta(self):
         d = os.path.join(S.state_dir, "snapshots", "vm1")

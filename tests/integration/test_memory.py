@@ -22,65 +22,17 @@ PHASES = ["validate", "quiesce", "pause", "memory", "disks", "thaw", "resume", "
 GUEST_MB = 256
 
 
-def v(sig, value):
-    from gi.repository import GLib
-    return GLib.Variant(sig, value)
-
-
-def wait_until(cond, timeout, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("%s not reached in %ss" % (what, timeout))
-        time.sleep(0.05)
-
-
-class S:
-    tmp = guest = bus = None
-
-
-def start_guest(name, dirty_mb=24):
-    # a second monitor, for a second domain on the same QEMU
-    extra = ["-chardev", "socket,id=mon-aux,path=%s/%s/qmp-aux.sock,server=on,wait=off" % (S.tmp, name),
-             "-mon", "chardev=mon-aux,mode=control"]
-    g = Guest(os.path.join(S.tmp, name), memory_mb=GUEST_MB, dirty_mb=dirty_mb, extra_args=extra)
-    g.start()
-    g.wait_ready()
-    return g
+v = snaptest.variant
+wait_until = snaptest.wait_until
+S = snaptest.SharedDomain("snapm-", aux_monitor=True, memory_mb=GUEST_MB, dirty_mb=24)
 
 
 def setUpModule():
-    S.tmp = tempfile.mkdtemp(prefix="snapm-", dir="/tmp")
-    S.guest = start_guest("g")
-    S.bus = Bus(os.path.join(S.tmp, "bus"))
-    os.makedirs(S.bus.tmpdir)
-    S.bus.start()
-    S.config_dir = os.path.join(S.tmp, "conf")
-    S.state_dir = os.path.join(S.tmp, "state")
-    S.images = os.path.join(S.tmp, "images")
-    os.makedirs(S.images)
-    S.guest.domain_config(S.config_dir, "vm1", images_dir=S.images)
-    S.bus.start_daemon(S.config_dir, S.state_dir)
-    S.dom = S.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm1",))[0]
-    wait_until(lambda: S.bus.get_property(S.dom, DOMAIN_IFACE, "State") == "running", 20)
+    S.start()
 
 
 def tearDownModule():
-    failed = getattr(sys.modules[__name__], "_any_failed", False)
-    rc = S.bus.stop_daemon() if S.bus else None
-    log = S.bus.read_daemon_log() if S.bus else ""
-    if S.bus:
-        S.bus.stop()
-    for g in (S.guest, getattr(S, "guest2", None)):
-        if g:
-            g.stop()
-    subprocess.run(["umount", os.path.join(S.tmp, "small")], stderr=subprocess.DEVNULL)
-    if failed or os.environ.get("SNAPSHOTD_TEST_KEEP") == "1":
-        sys.stderr.write("kept %s\n" % S.tmp)
-    else:
-        subprocess.run(["rm", "-rf", S.tmp])
-    if rc not in (None, 0):
-        raise AssertionError("snapshotd exited with %s at the end; its log:\n%s" % (rc, log[-20000:]))
+    S.stop(unmount=[os.path.join(S.tmp, "small")])
 
 
 def send_fd(qmp, fdname, fd):
@@ -95,18 +47,13 @@ def send_fd(qmp, fdname, fd):
             return
 
 
-class MemoryTest(unittest.TestCase):
+class MemoryTest(snaptest.SharedTestCase):
+    shared = S
     maxDiff = None
 
     def setUp(self):
         S.bus.clear_signals()
 
-    def tearDown(self):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result and any(t is self for t, _ in result.errors + result.failures):
-            sys.modules[__name__]._any_failed = True
-            sys.stderr.write("\n===== snapshotd log =====\n%s\n" % S.bus.read_daemon_log()[-20000:])
-            sys.stderr.write("\n===== guest console (tail) =====\n%s\n" % S.guest.console()[-3000:])
 
     def create(self, name, opts, desc="", timeout=300, domain=None):
         o = {k: (v("b", x) if isinstance(x, bool) else x) for k, x in opts.items()}
@@ -300,7 +247,7 @@ class MemoryTest(unittest.TestCase):
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", small], check=True)
         try:
             d = S.bus.call(MANAGER_PATH, MANAGER_IFACE, "RegisterDomain", "ssa{sv}",
-                           ("vm1-small", os.path.join(S.tmp, "g", "qmp-aux.sock"),
+                           ("vm1-small", S.aux_qmp,
                             {"images-dir": v("s", small)}))[0]
             try:
                 wait_until(lambda: S.bus.get_property(d, DOMAIN_IFACE, "State") == "running", 20)
@@ -348,7 +295,8 @@ class MemoryTest(unittest.TestCase):
         self.assertIn("shut off", msg)
 
     def test_21_qemu_killed_during_save(self):
-        S.guest = start_guest("g", dirty_mb=200)
+        S.guest_kwargs["dirty_mb"] = 200
+        S.start_guest()
         wait_until(lambda: S.bus.get_property(S.dom, DOMAIN_IFACE, "State") == "running", 30, "reconnect")
         meta_before = sorted(os.listdir(os.path.join(S.state_dir, "snapshots", "vm1")))
         files_before = sorted(os.listdir(S.images))

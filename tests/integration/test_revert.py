@@ -16,63 +16,21 @@ from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE,
 RUNNING, PAUSED = 1, 2
 
 
-def v(sig, value):
-    from gi.repository import GLib
-    return GLib.Variant(sig, value)
-
-
-def wait_until(cond, timeout, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("%s not reached in %ss" % (what, timeout))
-        time.sleep(0.05)
-
-
-class S:
-    tmp = guest = bus = None
+v = snaptest.variant
+wait_until = snaptest.wait_until
+S = snaptest.SharedDomain("snapr-", dirty_mb=0)
 
 
 def setUpModule():
-    S.tmp = tempfile.mkdtemp(prefix="snapr-", dir="/tmp")
-    S.guest = Guest(os.path.join(S.tmp, "g"), dirty_mb=0)
-    S.guest.start()
-    S.guest.wait_ready()
-    S.bus = Bus(os.path.join(S.tmp, "bus"))
-    os.makedirs(S.bus.tmpdir)
-    S.bus.start()
-    S.config_dir = os.path.join(S.tmp, "conf")
-    S.state_dir = os.path.join(S.tmp, "state")
-    S.images = os.path.join(S.tmp, "images")
-    os.makedirs(S.images)
-    S.guest.domain_config(S.config_dir, "vm1", images_dir=S.images)
-    S.bus.start_daemon(S.config_dir, S.state_dir)
-    S.dom = S.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm1",))[0]
-    wait_until(lambda: S.bus.get_property(S.dom, DOMAIN_IFACE, "State") == "running", 20)
+    S.start()
 
 
 def tearDownModule():
-    failed = getattr(sys.modules[__name__], "_any_failed", False)
-    rc = S.bus.stop_daemon() if S.bus else None
-    log = S.bus.read_daemon_log() if S.bus else ""
-    if S.bus:
-        S.bus.stop()
-    if S.guest:
-        S.guest.stop()
-    if failed or os.environ.get("SNAPSHOTD_TEST_KEEP") == "1":
-        sys.stderr.write("kept %s\n" % S.tmp)
-    else:
-        subprocess.run(["rm", "-rf", S.tmp])
-    if rc not in (None, 0):
-        raise AssertionError("snapshotd exited with %s at the end; its log:\n%s" % (rc, log[-20000:]))
+    S.stop()
 
 
-class RevertTest(unittest.TestCase):
-    def tearDown(self):
-        result = getattr(getattr(self, "_outcome", None), "result", None)
-        if result and any(t is self for t, _ in result.errors + result.failures):
-            sys.modules[__name__]._any_failed = True
-            sys.stderr.write("\n===== snapshotd log =====\n%s\n" % S.bus.read_daemon_log()[-20000:])
+class RevertTest(snaptest.SharedTestCase):
+    shared = S
 
     def create(self, name, opts):
         return S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "", opts), timeout=120)[0]

@@ -896,3 +896,92 @@ class SnapTestCase(unittest.TestCase):
             sys.stderr.write("kept %s\n" % self.tmpdir)
         else:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+# --- one guest, bus and daemon shared by a test module ---------------------------------------
+
+def wait_until(cond, timeout, what="condition", interval=0.05):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("%s not reached in %ss" % (what, timeout))
+        time.sleep(interval)
+
+
+def variant(sig, value):
+    """A GLib.Variant, for a{sv} option values."""
+    _, GLib = _gi()
+    return GLib.Variant(sig, value)
+
+
+class SharedDomain:
+    """The test guest as domain "vm1" (config file, image dir) on a private bus with the
+    daemon, for a whole test module: start() in setUpModule, stop() in tearDownModule.
+    stop() raises when the daemon did not exit cleanly (under --setup=valgrind: errors or
+    leaks), so the module fails."""
+
+    def __init__(self, prefix, name="vm1", aux_monitor=False, **guest_kwargs):
+        self.tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+        self.name = name
+        self.failed = False
+        extra = list(guest_kwargs.pop("extra_args", ()))
+        if aux_monitor:
+            # a second monitor, for a second domain on the same QEMU
+            extra += ["-chardev", "socket,id=mon-aux,path=%s/g/qmp-aux.sock,server=on,wait=off" % self.tmp,
+                      "-mon", "chardev=mon-aux,mode=control"]
+        self.guest_kwargs = dict(guest_kwargs, extra_args=extra)
+        self.guest = self.bus = None
+        self.config_dir = os.path.join(self.tmp, "conf")
+        self.state_dir = os.path.join(self.tmp, "state")
+        self.images = os.path.join(self.tmp, "images")
+        self.aux_qmp = os.path.join(self.tmp, "g", "qmp-aux.sock")
+
+    def start_guest(self):
+        self.guest = Guest(os.path.join(self.tmp, "g"), **self.guest_kwargs)
+        self.guest.start()
+        self.guest.wait_ready()
+        return self.guest
+
+    def start(self):
+        self.start_guest()
+        self.bus = Bus(os.path.join(self.tmp, "bus"))
+        os.makedirs(self.bus.tmpdir)
+        self.bus.start()
+        os.makedirs(self.images, exist_ok=True)
+        self.guest.domain_config(self.config_dir, self.name, images_dir=self.images)
+        self.bus.start_daemon(self.config_dir, self.state_dir)
+        self.dom = self.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", (self.name,))[0]
+        wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "State") == "running", 20,
+                   "domain running")
+        return self
+
+    def stop(self, unmount=()):
+        rc = self.bus.stop_daemon() if self.bus else None
+        log = self.bus.read_daemon_log() if self.bus else ""
+        if self.bus:
+            self.bus.stop()
+        if self.guest:
+            self.guest.stop()
+        for m in unmount:
+            subprocess.run(["umount", m], stderr=subprocess.DEVNULL)
+        if self.failed or os.environ.get("SNAPSHOTD_TEST_KEEP") == "1":
+            sys.stderr.write("kept %s\n" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        if rc not in (None, 0):
+            raise AssertionError("snapshotd exited with %s at the end; its log:\n%s" % (rc, log[-20000:]))
+
+
+class SharedTestCase(unittest.TestCase):
+    """Base for tests on a SharedDomain (class attribute `shared`): prints the daemon's log
+    and the guest's console when a test (or one of its subtests) failed."""
+    shared = None
+
+    def tearDown(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result and any(getattr(t, "test_case", t) is self for t, _ in result.errors + result.failures):
+            self.shared.failed = True
+            sys.stderr.write("\n===== snapshotd log =====\n%s\n" % self.shared.bus.read_daemon_log()[-30000:])
+            if self.shared.guest:
+                sys.stderr.write("\n===== guest console (tail) =====\n%s\n" % self.shared.guest.console()[-3000:])
+        super().tearDown()
