@@ -7,10 +7,15 @@
 # snapshot). The domain takes the next snapshot normally.
 
 import os
+import subprocess
+import sys
+import tempfile
+import time
 import unittest
 
 import snaptest
-from snaptest import (DOMAIN_IFACE, SNAPSHOT_IFACE, BusError)
+from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
+                      Bus, BusError, Guest, qdev_id)
 
 CASES = {
     "disk-only": ({"disk-only": True, "atomic": True, "quiesce": True},
@@ -51,7 +56,7 @@ class CrashTest(snaptest.SharedTestCase):
     def snapshot_files(self):
         """Every file the daemon's records name, which may stay."""
         names = set()
-        for p in S.bus.call(S.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0))[0]:
+        for p in S.bus.call(S.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,))[0]:
             props = S.bus.get_all_properties(p, SNAPSHOT_IFACE)
             names.update(d[2] for d in props["Disks"] if d[2])
             if props["MemoryFile"]:
@@ -115,7 +120,7 @@ class CrashTest(snaptest.SharedTestCase):
         finished = step in COMMITTED_FROM
         if finished:
             self.assertEqual(self.meta(), sorted(meta_before + [name + ".xml"]))
-            p = S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", (name))[0]
+            p = S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", (name,))[0]
             self.assertTrue(S.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
             if kind != "disk-only":
                 want = "external" if step in MEMORY_WHOLE_FROM else "no"

@@ -3,13 +3,18 @@
 # overlays are merged with block-commit while the guest runs, and the guest's data must be
 # the same before and after (checksummed inside the guest through the agent).
 
+import hashlib
 import os
+import subprocess
+import sys
+import tempfile
+import time
 import unittest
 import xml.etree.ElementTree as ET
 
 import snaptest
-from snaptest import (DOMAIN_IFACE, SNAPSHOT_IFACE, ERROR_PREFIX,
-                      BusError, image_info, qdev_id)
+from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
+                      Bus, BusError, Guest, image_info, qdev_id)
 
 DEL_CHILDREN, DEL_METADATA, DEL_CHILDREN_ONLY = 1, 2, 4
 REDEFINE, CURRENT, LIVE = 1, 2, 256
@@ -39,14 +44,14 @@ class DeleteTest(snaptest.SharedTestCase):
         return S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "", o), timeout=120)[0]
 
     def lookup(self, name):
-        return S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", (name))[0]
+        return S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", (name,))[0]
 
     def delete(self, name, flags=0):
-        S.bus.call(self.lookup(name), SNAPSHOT_IFACE, "Delete", "t", (flags), timeout=300)
+        S.bus.call(self.lookup(name), SNAPSHOT_IFACE, "Delete", "t", (flags,), timeout=300)
 
     def names(self):
         return [S.bus.get_property(p, SNAPSHOT_IFACE, "Name")
-                for p in S.bus.call(S.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0))[0]]
+                for p in S.bus.call(S.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,))[0]]
 
     def parent_name(self, name):
         p = S.bus.get_property(self.lookup(name), SNAPSHOT_IFACE, "Parent")
@@ -98,7 +103,7 @@ class DeleteTest(snaptest.SharedTestCase):
         self.assertNotIn("s2", self.names())
         self.assertEqual(self.parent_name("s3"), "s1")
         # s3's record now names s1's overlay as its point in time
-        xml = S.bus.call(self.lookup("s3"), SNAPSHOT_IFACE, "GetXMLDesc", "t", (0))[0]
+        xml = S.bus.call(self.lookup("s3"), SNAPSHOT_IFACE, "GetXMLDesc", "t", (0,))[0]
         files = [d.find("source").get("file") for d in ET.fromstring(xml).find("domain").iter("disk")]
         self.assertIn(self.ov("s1", "vda"), files)
         self.assertEqual(self.guest_sums(), before)
@@ -173,13 +178,13 @@ class DeleteTest(snaptest.SharedTestCase):
         self.assertIn("y2", self.names())
         self.assertTrue(os.path.exists(self.ov("y2", "vda")))
         # metadata-only is always possible
-        S.bus.call(self.lookup("other"), SNAPSHOT_IFACE, "Delete", "t", (DEL_METADATA))
+        S.bus.call(self.lookup("other"), SNAPSHOT_IFACE, "Delete", "t", (DEL_METADATA,))
         self.delete("y2")
         self.assertFalse(os.path.exists(self.ov("y2", "vda")))
 
     def test_06_redefine_and_current(self):
         path = self.lookup("y1")
-        xml = S.bus.call(path, SNAPSHOT_IFACE, "GetXMLDesc", "t", (0))[0]
+        xml = S.bus.call(path, SNAPSHOT_IFACE, "GetXMLDesc", "t", (0,))[0]
         cur = S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot")
         # a copy under a new name, imported and made current
         copy = xml.replace("<name>y1</name>", "<name>y1-copy</name>", 1)
@@ -211,7 +216,7 @@ class DeleteTest(snaptest.SharedTestCase):
                 self.assertEqual(cm.exception.name, ERROR_PREFIX + err, cm.exception.message)
                 self.assertIn(word, cm.exception.message)
         self.assertNotIn("bad1", self.names())
-        S.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (DEL_METADATA))
+        S.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (DEL_METADATA,))
         del cur
 
     def test_07_restart_keeps_tree(self):

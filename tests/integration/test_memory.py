@@ -9,12 +9,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
 import snaptest
 from snaptest import (BUS_NAME, DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE,
-                      ERROR_PREFIX, BusError, Guest, qdev_id, read_save_header)
+                      ERROR_PREFIX, Bus, BusError, Guest, image_info, qdev_id, read_save_header)
 
 PHASES = ["validate", "quiesce", "pause", "memory", "disks", "thaw", "resume", "sync",
           "metadata", "done"]
@@ -208,7 +209,7 @@ class MemoryTest(snaptest.SharedTestCase):
         h = read_save_header(os.path.join(S.images, "paused1.mem"))
         self.assertEqual(h["magic"], "LibvirtQemudSave")
         self.assertEqual(S.bus.get_property(path, SNAPSHOT_IFACE, "Parent"),
-                         S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("live1"))[0])
+                         S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("live1",))[0])
 
     def test_03_internal(self):
         path = self.create("int1", {"memory": v("s", "internal")})
@@ -257,7 +258,7 @@ class MemoryTest(snaptest.SharedTestCase):
                 self.assertEqual(self.state(), before)
                 self.assert_running()
             finally:
-                S.bus.call(MANAGER_PATH, MANAGER_IFACE, "UnregisterDomain", "s", ("vm1-small"))
+                S.bus.call(MANAGER_PATH, MANAGER_IFACE, "UnregisterDomain", "s", ("vm1-small",))
         finally:
             subprocess.run(["umount", small], check=True)
 

@@ -2,12 +2,16 @@
 # Reverting, proven from inside the guest: a marker file on disk and a counter the guest
 # keeps only in RAM must come back to their values at snapshot time.
 
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import unittest
 
 import snaptest
-from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, SNAPSHOT_IFACE, ERROR_PREFIX,
-                      BusError)
+from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
+                      Bus, BusError, Guest)
 
 RUNNING, PAUSED = 1, 2
 
@@ -52,7 +56,7 @@ class RevertTest(snaptest.SharedTestCase):
         self.assertGreater(c2, c1)
         self.create("int2", {"memory": v("s", "internal")})
 
-        S.bus.call(path, SNAPSHOT_IFACE, "Revert", "t", (0), timeout=120)
+        S.bus.call(path, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=120)
         self.assertEqual(S.guest.status(), "running")
         self.assertEqual(self.marker(), "before")
         c3 = self.counter()
@@ -62,24 +66,24 @@ class RevertTest(snaptest.SharedTestCase):
         self.assertEqual(S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot"), path)
         S.bus.wait_for("SnapshotReverted", lambda s: s["args"] == (S.dom, path), timeout=5)
         # nothing the revert replaced is deleted: int2 is still there and revertable
-        int2 = S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("int2"))[0]
-        S.bus.call(int2, SNAPSHOT_IFACE, "Revert", "t", (PAUSED), timeout=120)
+        int2 = S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("int2",))[0]
+        S.bus.call(int2, SNAPSHOT_IFACE, "Revert", "t", (PAUSED,), timeout=120)
         self.assertEqual(S.guest.status(), "paused")
-        S.bus.call(int2, SNAPSHOT_IFACE, "Revert", "t", (RUNNING), timeout=120)
+        S.bus.call(int2, SNAPSHOT_IFACE, "Revert", "t", (RUNNING,), timeout=120)
         self.assertEqual(S.guest.status(), "running")
         self.assertEqual(self.marker(), "after")
 
     def test_02_refusals(self):
         ext = self.create("ext1", {"disk-only": v("b", True)})
         with self.assertRaises(BusError) as cm:
-            S.bus.call(ext, SNAPSHOT_IFACE, "Revert", "t", (0))
+            S.bus.call(ext, SNAPSHOT_IFACE, "Revert", "t", (0,))
         self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationUnsupported")
         self.assertIn("attached", cm.exception.message)
         with self.assertRaises(BusError) as cm:
-            S.bus.call(ext, SNAPSHOT_IFACE, "Revert", "t", (RUNNING | PAUSED))
+            S.bus.call(ext, SNAPSHOT_IFACE, "Revert", "t", (RUNNING | PAUSED,))
         self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationUnsupported")
         with self.assertRaises(BusError) as cm:
-            S.bus.call(ext, SNAPSHOT_IFACE, "Revert", "t", (8))
+            S.bus.call(ext, SNAPSHOT_IFACE, "Revert", "t", (8,))
         self.assertEqual(cm.exception.name, "org.freedesktop.DBus.Error.InvalidArgs")
         self.assertEqual(S.guest.status(), "running")
 

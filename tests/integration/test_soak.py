@@ -16,7 +16,7 @@ import unittest
 
 import snaptest
 from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
-                      Bus, Guest)
+                      Bus, BusError, Guest, qdev_id)
 
 SECONDS = float(os.environ.get("SNAPSHOTD_SOAK_SECONDS", "45"))
 CLIENTS = 4
@@ -67,7 +67,7 @@ class SoakTest(unittest.TestCase):
         for g in self.guests.values():
             g.wait_ready()
         self.bus.start_daemon(self.conf, self.state)
-        self.doms = {n: self.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", (n))[0] for n in self.guests}
+        self.doms = {n: self.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", (n,))[0] for n in self.guests}
         for d in self.doms.values():
             wait_until(lambda: self.bus.get_property(d, DOMAIN_IFACE, "State") == "running", 20)
 
@@ -106,7 +106,7 @@ class SoakTest(unittest.TestCase):
             dom_name = rnd.choice(sorted(self.doms))
             dom = self.doms[dom_name]
             op = rnd.random()
-            snaps = call(dom, DOMAIN_IFACE, "ListSnapshots", "t", (rnd.choice([0, 1, 4, 8, 128, 512, 1024])))
+            snaps = call(dom, DOMAIN_IFACE, "ListSnapshots", "t", (rnd.choice([0, 1, 4, 8, 128, 512, 1024]),))
             snaps = snaps[0] if snaps else []
             name = "c%d-%d" % (seed, counter)
             if op < 0.30:
@@ -118,14 +118,14 @@ class SoakTest(unittest.TestCase):
                         "internal": {"memory": v("s", "internal")}}[kind]
                 call(dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "soak", opts))
             elif op < 0.45 and snaps:
-                call(rnd.choice(snaps), SNAPSHOT_IFACE, "Delete", "t", (rnd.choice([0, 0, 2, 1])))
+                call(rnd.choice(snaps), SNAPSHOT_IFACE, "Delete", "t", (rnd.choice([0, 0, 2, 1]),))
             elif op < 0.50 and snaps:
-                call(rnd.choice(snaps), SNAPSHOT_IFACE, "Revert", "t", (rnd.choice([0, 1, 2])))
+                call(rnd.choice(snaps), SNAPSHOT_IFACE, "Revert", "t", (rnd.choice([0, 1, 2]),))
             elif op < 0.75 and snaps:
                 p = rnd.choice(snaps)
-                call(p, "org.freedesktop.DBus.Properties", "GetAll", "s", (SNAPSHOT_IFACE))
-                call(p, SNAPSHOT_IFACE, "GetXMLDesc", "t", (0))
-                call(p, SNAPSHOT_IFACE, "ListChildren", "t", (1))
+                call(p, "org.freedesktop.DBus.Properties", "GetAll", "s", (SNAPSHOT_IFACE,))
+                call(p, SNAPSHOT_IFACE, "GetXMLDesc", "t", (0,))
+                call(p, SNAPSHOT_IFACE, "ListChildren", "t", (1,))
             else:
                 bad = rnd.choice([
                     lambda: call(dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", ("../x", "", {"disk-only": v("b", True)})),
@@ -133,11 +133,11 @@ class SoakTest(unittest.TestCase):
                     lambda: call(dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", ("x", "", {"live": v("b", True)})),
                     lambda: call(dom, DOMAIN_IFACE, "CreateSnapshotXML", "st", ("<domainsnapshot><name>x", 16)),
                     lambda: call(dom, DOMAIN_IFACE, "CreateSnapshotXML", "st", ("<a/>" * 1000, 1 << 20)),
-                    lambda: call(dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("nope")),
+                    lambda: call(dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("nope",)),
                     lambda: call(dom, DOMAIN_IFACE, "AbortJob"),
-                    lambda: call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("nope")),
-                    lambda: call(dom + "/snapshot/nope", SNAPSHOT_IFACE, "Delete", "t", (0)),
-                    lambda: call(dom, DOMAIN_IFACE, "ListSnapshots", "t", (1 << 40)),
+                    lambda: call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("nope",)),
+                    lambda: call(dom + "/snapshot/nope", SNAPSHOT_IFACE, "Delete", "t", (0,)),
+                    lambda: call(dom, DOMAIN_IFACE, "ListSnapshots", "t", (1 << 40,)),
                 ])
                 bad()
 
@@ -168,7 +168,7 @@ class SoakTest(unittest.TestCase):
             g = self.guests[name]
             self.assertEqual(g.status(), "running")
             self.assertEqual(g.agent("guest-fsfreeze-status"), "thawed")
-            paths = self.bus.call(dom, DOMAIN_IFACE, "ListSnapshots", "t", (0))[0]
+            paths = self.bus.call(dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,))[0]
             records = sorted(os.listdir(os.path.join(self.state, "snapshots", name))) \
                 if os.path.isdir(os.path.join(self.state, "snapshots", name)) else []
             names = sorted(self.bus.get_property(p, SNAPSHOT_IFACE, "Name") + ".xml" for p in paths)
