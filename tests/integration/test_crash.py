@@ -7,15 +7,10 @@
 # snapshot). The domain takes the next snapshot normally.
 
 import os
-import subprocess
-import sys
-import tempfile
-import time
 import unittest
 
 import snaptest
-from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
-                      Bus, BusError, Guest, qdev_id)
+from snaptest import (DOMAIN_IFACE, SNAPSHOT_IFACE, BusError)
 
 CASES = {
     "disk-only": ({"disk-only": True, "atomic": True, "quiesce": True},

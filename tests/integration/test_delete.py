@@ -3,18 +3,12 @@
 # overlays are merged with block-commit while the guest runs, and the guest's data must be
 # the same before and after (checksummed inside the guest through the agent).
 
-import hashlib
 import os
-import subprocess
-import sys
-import tempfile
-import time
 import unittest
 import xml.etree.ElementTree as ET
 
 import snaptest
-from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
-                      Bus, BusError, Guest, image_info, qdev_id)
+from snaptest import (DOMAIN_IFACE, SNAPSHOT_IFACE, ERROR_PREFIX, BusError, image_info, qdev_id)
 
 DEL_CHILDREN, DEL_METADATA, DEL_CHILDREN_ONLY = 1, 2, 4
 REDEFINE, CURRENT, LIVE = 1, 2, 256

@@ -9,13 +9,11 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 import snaptest
-from snaptest import (BUS_NAME, DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE,
-                      ERROR_PREFIX, Bus, BusError, Guest, image_info, qdev_id, read_save_header)
+from snaptest import (BUS_NAME, DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX, BusError, Guest, qdev_id, read_save_header)
 
 PHASES = ["validate", "quiesce", "pause", "memory", "disks", "thaw", "resume", "sync",
           "metadata", "done"]

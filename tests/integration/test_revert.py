@@ -2,16 +2,11 @@
 # Reverting, proven from inside the guest: a marker file on disk and a counter the guest
 # keeps only in RAM must come back to their values at snapshot time.
 
-import os
-import subprocess
-import sys
-import tempfile
 import time
 import unittest
 
 import snaptest
-from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
-                      Bus, BusError, Guest)
+from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, SNAPSHOT_IFACE, ERROR_PREFIX, BusError)
 
 RUNNING, PAUSED = 1, 2
 

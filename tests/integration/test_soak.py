@@ -15,8 +15,7 @@ import time
 import unittest
 
 import snaptest
-from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX,
-                      Bus, BusError, Guest, qdev_id)
+from snaptest import (DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX, Bus, Guest)
 
 SECONDS = float(os.environ.get("SNAPSHOTD_SOAK_SECONDS", "45"))
 CLIENTS = 4
