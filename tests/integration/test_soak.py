@@ -53,13 +53,15 @@ class SoakTest(unittest.TestCase):
         self.guests = {}
         self.bus = Bus(os.path.join(self.tmp, "bus"))
         os.makedirs(self.bus.tmpdir)
+        # cleanups run even when setUp fails half way, unlike tearDown
+        self.addCleanup(self.cleanup)
         self.bus.start()
         self.conf = os.path.join(self.tmp, "conf")
         self.state = os.path.join(self.tmp, "state")
         for name in ("vm1", "vm2"):
             g = Guest(os.path.join(self.tmp, name), dirty_mb=4)
-            g.start()
             self.guests[name] = g
+            g.start()
             images = os.path.join(self.tmp, "img-" + name)
             os.makedirs(images)
             g.domain_config(self.conf, name, images_dir=images)
@@ -70,8 +72,9 @@ class SoakTest(unittest.TestCase):
         for d in self.doms.values():
             wait_until(lambda: self.bus.get_property(d, DOMAIN_IFACE, "State") == "running", 20)
 
-    def tearDown(self):
-        failed = self._outcome.result.errors or self._outcome.result.failures
+    def cleanup(self):
+        result = getattr(self._outcome, "result", None)
+        failed = result is None or result.errors or result.failures
         if failed:
             sys.stderr.write("\n===== snapshotd log =====\n%s\n" % self.bus.read_daemon_log()[-30000:])
         self.bus.stop()

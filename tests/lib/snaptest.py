@@ -943,6 +943,18 @@ class SharedDomain:
         return self.guest
 
     def start(self):
+        # setUpModule failing half way gets no tearDownModule: stop what did start
+        try:
+            return self._start()
+        except BaseException:
+            self.failed = True
+            try:
+                self.stop()
+            except AssertionError:
+                pass
+            raise
+
+    def _start(self):
         self.start_guest()
         self.bus = Bus(os.path.join(self.tmp, "bus"))
         os.makedirs(self.bus.tmpdir)
