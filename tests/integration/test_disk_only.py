@@ -6,15 +6,13 @@
 
 import os
 import subprocess
-import sys
-import tempfile
 import time
 import unittest
 import xml.etree.ElementTree as ET
 
 import snaptest
 from snaptest import (BUS_NAME, DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE,
-                      ERROR_PREFIX, Bus, BusError, Guest, image_info, qdev_id)
+                      ERROR_PREFIX, BusError, image_info, qdev_id)
 
 CREATE = {"REDEFINE": 1, "CURRENT": 2, "NO_METADATA": 4, "HALT": 8, "DISK_ONLY": 16,
           "REUSE_EXT": 32, "QUIESCE": 64, "ATOMIC": 128, "LIVE": 256, "VALIDATE": 512}
@@ -25,75 +23,32 @@ PHASES = ["validate", "quiesce", "pause", "memory", "disks", "thaw", "resume", "
           "metadata", "done"]
 
 
-def v(sig, value):
-    from gi.repository import GLib
-    return GLib.Variant(sig, value)
+v = snaptest.variant
+wait_until = snaptest.wait_until
 
 
-class Shared:
-    """The guest, bus and daemon every test of this file uses."""
-    tmp = guest = bus = None
-    config_dir = state_dir = images = None
-    domain = None
+class _Shared(snaptest.SharedDomain):
+    # older spellings the tests below use
+    domain = property(lambda self: self.dom)
+
+
+Shared = _Shared("snapi-", aux_monitor=True)
+# a serial port nobody reads: an agent that never answers
+Shared.guest_kwargs["extra_args"] += [
+    "-chardev", "socket,id=qga-dead,path=%s/g/qga-dead.sock,server=on,wait=off" % Shared.tmp,
+    "-device", "virtserialport,bus=vser0.0,chardev=qga-dead,name=org.example.nobody"]
 
 
 def setUpModule():
-    S = Shared
-    S.tmp = tempfile.mkdtemp(prefix="snapi-", dir="/tmp")
-    extra = [
-        # a third monitor, for a second domain on the same QEMU
-        "-chardev", "socket,id=mon-aux,path=%s/g/qmp-aux.sock,server=on,wait=off" % S.tmp,
-        "-mon", "chardev=mon-aux,mode=control",
-        # a serial port nobody reads: an agent that never answers
-        "-chardev", "socket,id=qga-dead,path=%s/g/qga-dead.sock,server=on,wait=off" % S.tmp,
-        "-device", "virtserialport,bus=vser0.0,chardev=qga-dead,name=org.example.nobody",
-    ]
-    S.guest = Guest(os.path.join(S.tmp, "g"), extra_args=extra)
-    S.guest.start()
-    S.boot_seconds = S.guest.wait_ready()
-    S.bus = Bus(os.path.join(S.tmp, "bus"))
-    os.makedirs(S.bus.tmpdir)
-    S.bus.start()
-    S.config_dir = os.path.join(S.tmp, "conf")
-    S.state_dir = os.path.join(S.tmp, "state")
-    S.images = os.path.join(S.tmp, "images")
-    os.makedirs(S.images)
-    S.guest.domain_config(S.config_dir, "vm1", images_dir=S.images)
-    S.bus.start_daemon(S.config_dir, S.state_dir)
-    S.domain = S.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm1",))[0]
-    wait_until(lambda: S.bus.get_property(S.domain, DOMAIN_IFACE, "State") == "running", 20)
+    Shared.start()
 
 
 def tearDownModule():
-    S = Shared
-    failed = getattr(sys.modules[__name__], "_any_failed", False)
-    rc = None
-    if S.bus:
-        # A clean exit on SIGTERM; under valgrind (--setup=valgrind) 99 means errors or leaks.
-        rc = S.bus.stop_daemon()
-        log = S.bus.read_daemon_log()
-        S.bus.stop()
-    if S.guest:
-        S.guest.stop()
-    for mnt in ("ro", "small"):
-        subprocess.run(["umount", os.path.join(S.images, mnt)], stderr=subprocess.DEVNULL)
-    if failed or os.environ.get("SNAPSHOTD_TEST_KEEP") == "1":
-        sys.stderr.write("kept %s\n" % S.tmp)
-    else:
-        subprocess.run(["rm", "-rf", S.tmp])
-    if rc not in (None, 0):
-        raise AssertionError("snapshotd exited with %s at the end; its log:\n%s" % (rc, log[-20000:]))
+    Shared.stop(unmount=[os.path.join(Shared.images, m) for m in ("ro", "small")])
 
 
-def wait_until(cond, timeout, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("%s not reached in %ss" % (what, timeout))
-        time.sleep(0.1)
-
-
-class DiskOnlyTest(unittest.TestCase):
+class DiskOnlyTest(snaptest.SharedTestCase):
+    shared = Shared
     maxDiff = None
 
     @property
@@ -110,14 +65,6 @@ class DiskOnlyTest(unittest.TestCase):
 
     def setUp(self):
         self.bus.clear_signals()
-
-    def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        result = getattr(outcome, "result", None)
-        if result and any(t is self for t, _ in result.errors + result.failures):
-            sys.modules[__name__]._any_failed = True
-            sys.stderr.write("\n===== snapshotd log =====\n%s\n" % self.bus.read_daemon_log()[-20000:])
-            sys.stderr.write("\n===== guest console (tail) =====\n%s\n" % self.guest.console()[-4000:])
 
     # --- helpers -------------------------------------------------------------------
     def create(self, name, opts=None, desc="", domain=None):
