@@ -65,6 +65,7 @@ Domain *domain_free(Domain *d) {
                 snapshot_free(d->snapshots[i]);
         free(d->snapshots);
 
+        disk_cache_clear(&d->disk_cache);
         sd_event_source_disable_unref(d->reconnect_timer);
         agent_unref(d->agent);
         qmp_unref(d->qmp);
@@ -139,6 +140,8 @@ static void domain_refresh_state(Domain *d) {
 static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
         Domain *d = userdata;
 
+        /* A new or lost connection: whatever we knew of QEMU's disks may be stale. */
+        disk_cache_clear(&d->disk_cache);
         if (connected) {
                 d->reconnect_attempt = 0;
                 domain_refresh_state(d);

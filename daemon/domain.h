@@ -8,6 +8,7 @@
 #include <systemd/sd-event.h>
 
 #include "agent.h"
+#include "disk-cache.h"
 #include "domain-config.h"
 #include "qmp.h"
 #include "snapshot-rules.h"
@@ -29,6 +30,8 @@ typedef struct Domain {
         bool has_agent;
         sd_event_source *reconnect_timer;
         unsigned reconnect_attempt;
+
+        DiskCache disk_cache;           /* QEMU's disks as of the last snapshot */
 
         Snapshot **snapshots;
         size_t n_snapshots;

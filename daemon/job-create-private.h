@@ -42,6 +42,7 @@ typedef struct DiskPlan {
         uint64_t virtual_size;
         bool read_only;
 
+        char *qom_path;         /* the device (for the disk cache's qom-get) */
         char *overlay;          /* absolute path under the image dir */
         char *file_node;        /* our node names */
         char *fmt_node;
@@ -54,6 +55,7 @@ typedef struct DiskPlan {
 
 typedef enum Step {
         STEP_INSPECT_BLOCK,
+        STEP_VERIFY_CACHE,      /* the domain's disk cache still right? (qom-get per disk) */
         STEP_INSPECT_MEMORY,
         STEP_INSPECT_CPUS,
         STEP_CHECK_AGENT,
@@ -97,6 +99,7 @@ struct CreateJob {
 
         Step step;
         size_t disk_cursor;
+        size_t verify_cursor;
         PrepareStep prepare_step;
         bool waiting_event;     /* a blockdev-create job runs; its event moves us on */
         sd_event_source *event_timer;

@@ -39,6 +39,7 @@ static void disk_plan_clear(DiskPlan *p) {
         free(p->top_node);
         free(p->base_file);
         free(p->base_format);
+        free(p->qom_path);
         free(p->overlay);
         free(p->file_node);
         free(p->fmt_node);
@@ -113,6 +114,8 @@ void job_fail(CreateJob *j, const char *name, const char *fmt, ...) {
         if (j->undoing)
                 return;
         j->undoing = true;
+        /* The undo puts QEMU back as it was, but a half-done step may not have: ask again. */
+        disk_cache_clear(&j->domain->disk_cache);
         j->undo_step = 0;
         job_undo_next(j);
 }
@@ -213,6 +216,12 @@ static int plan_disk(CreateJob *j, json_t *dev, DiskPlan *p) {
         p->target = disk_target_from_block(dev);
         if (!p->target)
                 return -ENOMEM;
+        s = json_string_value(json_object_get(dev, "qdev"));
+        if (s && s[0] == '/') {
+                p->qom_path = strdup(s);
+                if (!p->qom_path)
+                        return -ENOMEM;
+        }
         p->read_only = json_is_true(json_object_get(inserted, "ro"));
         p->location = p->read_only ? SNAPSHOT_LOCATION_NO : SNAPSHOT_LOCATION_EXTERNAL;
 
@@ -390,11 +399,81 @@ static int job_validate(CreateJob *j) {
         return 0;
 }
 
-static void on_inspect_cpus(CreateJob *j, json_t *reply, const QmpError *err) {
-        int r;
+static void inspect_done(CreateJob *j);
 
+/* Remembers what query-block said, for the next create (disk-cache.h). */
+static void cache_fill(CreateJob *j) {
+        DiskCache *c = &j->domain->disk_cache;
+
+        disk_cache_clear(c);
+        c->disks = calloc(j->n_disks + 1, sizeof(DiskInfo));
+        if (!c->disks)
+                return;
+        for (size_t i = 0; i < j->n_disks; i++) {
+                const DiskPlan *p = &j->disks[i];
+                DiskInfo info = {
+                        .target = p->target, .qom_path = p->qom_path, .top_node = p->top_node,
+                        .file = p->base_file, .format = p->base_format,
+                        .virtual_size = p->virtual_size, .read_only = p->read_only,
+                };
+
+                /* Only devices with a QOM path can be checked cheaply later. */
+                if (!p->qom_path || disk_info_copy(&c->disks[c->n_disks++], &info) < 0)
+                        return disk_cache_clear(c);
+        }
+        c->memory_kib = j->memory_kib;
+        c->vcpus = j->vcpus;
+        c->valid = true;
+}
+
+static void on_inspect_cpus(CreateJob *j, json_t *reply, const QmpError *err) {
         if (!err)
                 j->vcpus = (unsigned) json_array_size(reply);
+        cache_fill(j);
+        inspect_done(j);
+}
+
+static void on_verify_cache(CreateJob *j, json_t *reply, const QmpError *err) {
+        DiskCache *c = &j->domain->disk_cache;
+
+        if (err || !c->valid || !streq_ptr(json_string_value(reply), c->disks[j->verify_cursor].top_node)) {
+                /* Changed behind our back (or gone): ask QEMU for everything. */
+                disk_cache_clear(c);
+                j->step = STEP_INSPECT_BLOCK;
+                return job_next(j);
+        }
+        j->verify_cursor++;
+        job_next(j);
+}
+
+static int plan_from_cache(CreateJob *j) {
+        const DiskCache *c = &j->domain->disk_cache;
+
+        j->disks = calloc(c->n_disks + 1, sizeof(DiskPlan));
+        if (!j->disks)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->n_disks; i++) {
+                const DiskInfo *info = &c->disks[i];
+                DiskPlan *p = &j->disks[j->n_disks++];
+
+                p->target = strdup(info->target);
+                p->qom_path = strdup(info->qom_path);
+                p->top_node = strdup(info->top_node);
+                p->base_file = strdup(info->file);
+                p->base_format = strdup(info->format);
+                p->virtual_size = info->virtual_size;
+                p->read_only = info->read_only;
+                p->location = p->read_only ? SNAPSHOT_LOCATION_NO : SNAPSHOT_LOCATION_EXTERNAL;
+                if (!p->target || !p->qom_path || !p->top_node || !p->base_file || !p->base_format)
+                        return -ENOMEM;
+        }
+        j->memory_kib = c->memory_kib;
+        j->vcpus = c->vcpus;
+        return 0;
+}
+
+static void inspect_done(CreateJob *j) {
+        int r;
 
         r = job_validate(j);
         if (r < 0) {
@@ -702,6 +781,10 @@ static void on_snapshot(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err)
                 return job_fail_qmp(j, "QEMU refused the disk snapshot (transaction)", err);
         j->committed = any_external_disk(j);
+        for (size_t i = 0; j->committed && i < j->n_disks; i++)
+                if (j->disks[i].location == SNAPSHOT_LOCATION_EXTERNAL && j->domain->disk_cache.valid)
+                        (void) disk_cache_update_top(&j->domain->disk_cache, j->disks[i].target, j->disks[i].fmt_node,
+                                                     j->disks[i].overlay, "qcow2");
         if (j->committed)
                 job_progress(j, "disks", j->n_disks, j->n_disks);
         j->step = j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL ? STEP_MEMORY_FINISH : STEP_THAW;
@@ -909,8 +992,22 @@ void job_next(CreateJob *j) {
 
         switch (j->step) {
         case STEP_INSPECT_BLOCK:
-                job_progress(j, "validate", 0, 0);
+                if (j->verify_cursor == 0)
+                        job_progress(j, "validate", 0, 0);
+                if (j->domain->disk_cache.valid && j->verify_cursor == 0) {
+                        j->step = STEP_VERIFY_CACHE;
+                        return job_next(j);
+                }
                 return job_qmp(j, "query-block", NULL, on_inspect_block);
+        case STEP_VERIFY_CACHE:
+                if (j->verify_cursor < j->domain->disk_cache.n_disks)
+                        return job_qmp(j, "qom-get",
+                                       json_pack("{s:s, s:s}", "path", j->domain->disk_cache.disks[j->verify_cursor].qom_path,
+                                                 "property", "drive"),
+                                       on_verify_cache);
+                if (plan_from_cache(j) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+                return inspect_done(j);
         case STEP_INSPECT_MEMORY:
                 return job_qmp(j, "query-memory-size-summary", NULL, on_inspect_memory);
         case STEP_INSPECT_CPUS:

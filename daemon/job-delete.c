@@ -740,6 +740,7 @@ int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
         snprintf(j->tag, sizeof(j->tag), "%08x", tag);
         j->request = sd_bus_message_ref(m);
 
+        disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
         d->delete_job = j;
         (void) domain_emit_changed(d, "Job");
         delete_next(j);

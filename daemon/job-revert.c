@@ -324,6 +324,7 @@ int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
                 return -ENOMEM;
         }
 
+        disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
         d->revert_job = j;
         (void) domain_emit_changed(d, "Job");
 
