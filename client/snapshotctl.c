@@ -34,6 +34,14 @@ static const Verb verbs[] = {
           2, 2, info_options,         NULL,            verb_info         },
         { "current",      "DOMAIN",                        "Show a domain's current snapshot",
           1, 1, current_options,      NULL,            verb_current      },
+        { "revert",       "DOMAIN SNAPSHOT",               "Bring the domain back to a snapshot",
+          2, 2, revert_options,       NULL,            verb_revert       },
+        { "delete",       "DOMAIN SNAPSHOT",               "Delete a snapshot (with its data unless --metadata)",
+          2, 2, delete_options,       NULL,            verb_delete       },
+        { "abort",        "DOMAIN",                        "Abort the domain's running job",
+          1, 1, NULL,                 NULL,            verb_abort        },
+        { "job",          "DOMAIN",                        "Show the domain's running job",
+          1, 1, NULL,                 NULL,            verb_job          },
 };
 
 enum {

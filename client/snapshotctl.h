@@ -64,3 +64,11 @@ int verb_list(sd_bus *bus, const VerbArgs *a);
 int verb_dumpxml(sd_bus *bus, const VerbArgs *a);
 int verb_info(sd_bus *bus, const VerbArgs *a);
 int verb_current(sd_bus *bus, const VerbArgs *a);
+
+/* verb-job.c */
+extern const VerbOption revert_options[];
+extern const VerbOption delete_options[];
+int verb_revert(sd_bus *bus, const VerbArgs *a);
+int verb_delete(sd_bus *bus, const VerbArgs *a);
+int verb_abort(sd_bus *bus, const VerbArgs *a);
+int verb_job(sd_bus *bus, const VerbArgs *a);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "client-bus.h"
+#include "client-job.h"
 #include "client-objects.h"
 #include "client-output.h"
 #include "client-spec.h"
@@ -33,6 +34,8 @@ const VerbOption create_as_options[] = {
         { "memspec",             "[file=]PATH[,snapshot=MODE]",
                                             "The memory image; MODE: no, internal, external" },
         { "live-timeout",        "SECONDS", "How long a live save may run before the guest is paused to finish" },
+        { "no-progress",         NULL,      "Do not show the job's progress" },
+        { "abort-on-interrupt",  NULL,      "Ctrl-C aborts the job without asking" },
         {}
 };
 
@@ -47,6 +50,8 @@ const VerbOption create_options[] = {
         { "reuse-external", NULL, "Reuse existing overlay and memory files",      SNAPSHOT_CREATE_REUSE_EXT   },
         { "no-metadata",    NULL, "Take the snapshot but do not remember it",     SNAPSHOT_CREATE_NO_METADATA },
         { "validate",       NULL, "Only check that the snapshot can be taken",    SNAPSHOT_CREATE_VALIDATE    },
+        { "no-progress",    NULL, "Do not show the job's progress" },
+        { "abort-on-interrupt", NULL, "Ctrl-C aborts the job without asking" },
         {}
 };
 
@@ -280,8 +285,12 @@ int verb_create_as(sd_bus *bus, const VerbArgs *a) {
                 goto finish;
         }
 
-        /* Waits for the whole job; snapshotd replies once the snapshot exists. */
-        r = sd_bus_call(bus, m, CALL_TIMEOUT_JOB, &error, &reply);
+        /* Waits for the whole job, drawing its progress; snapshotd replies once the
+         * snapshot exists. */
+        r = bus_call_job(bus, m, domain_path, &(JobOptions) {
+                                 .no_progress = verb_has(a, "no-progress"),
+                                 .abort_on_interrupt = verb_has(a, "abort-on-interrupt") },
+                         &error, &reply);
         if (r < 0) {
                 log_bus_error(&error, r, "Failed to create snapshot of domain '%s'", domain);
                 goto finish;
@@ -353,8 +362,19 @@ int verb_create(sd_bus *bus, const VerbArgs *a) {
         if (r < 0)
                 return r;
 
-        r = bus_call_method(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "CreateSnapshotXML",
-                            CALL_TIMEOUT_JOB, &error, &reply, "st", xml, flags);
+        {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+
+                r = sd_bus_message_new_method_call(bus, &m, SNAPSHOT_BUS_NAME, domain_path,
+                                                   SNAPSHOT_IFACE_DOMAIN, "CreateSnapshotXML");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "st", xml, flags);
+                if (r >= 0)
+                        r = bus_call_job(bus, m, domain_path, &(JobOptions) {
+                                                 .no_progress = verb_has(a, "no-progress"),
+                                                 .abort_on_interrupt = verb_has(a, "abort-on-interrupt") },
+                                         &error, &reply);
+        }
         if (r == -EINVAL && !sd_bus_error_is_set(&error))
                 /* sd-bus refuses to send a string that is not UTF-8. */
                 return log_error_errno(r, "Failed to send '%s': not valid UTF-8?", filename);

@@ -9,6 +9,7 @@
 #include "client-bus.h"
 #include "client-objects.h"
 #include "client-output.h"
+#include "client-save-image.h"
 #include "snapshot-bus.h"
 #include "snapshotctl.h"
 
@@ -350,6 +351,18 @@ static int print_info(sd_bus *bus, const SnapshotInfo *s) {
 
         print_field("Memory:", s->memory);
         print_field("Memory File:", s->memory_file);
+        if (!isempty(s->memory_file)) {
+                SaveHeader h;
+
+                r = save_header_read(s->memory_file, &h);
+                if (r < 0)
+                        printf("%-16sunreadable: %s\n", "Memory Image:", r == -EBADMSG ? "not a memory image" : strerror(-r));
+                else
+                        printf("%-16s%s (%s), version %u, XML %u bytes, was %s, format %u, stream at %llu, %llu bytes\n",
+                               "Memory Image:", h.complete ? "complete" : "partial", h.magic, h.version, h.data_len,
+                               h.was_running ? "running" : "paused", h.format,
+                               (unsigned long long) h.stream_offset, (unsigned long long) h.size);
+        }
         print_field("Quiesced:", s->quiesced ? "yes" : "no");
 
         printf("%-16s", "Disks:");
@@ -381,6 +394,15 @@ int verb_info(sd_bus *bus, const VerbArgs *a) {
                 return r;
 
         if (json) {
+                SaveHeader h;
+
+                if (!isempty(s.memory_file) && save_header_read(s.memory_file, &h) >= 0)
+                        json_object_set_new(s.json, "MemoryImage",
+                                            json_pack("{s:s, s:b, s:I, s:I, s:b, s:I, s:I}", "magic", h.magic,
+                                                      "complete", h.complete, "version", (json_int_t) h.version,
+                                                      "data_len", (json_int_t) h.data_len, "was_running", h.was_running,
+                                                      "format", (json_int_t) h.format,
+                                                      "stream_offset", (json_int_t) h.stream_offset));
                 r = json_print(s.json);
                 if (r < 0)
                         return log_error_errno(r, "Failed to format JSON: %m");

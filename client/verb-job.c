@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The verbs that change a domain's snapshots after the fact, and the job itself: revert,
+ * delete, abort, job. Revert and delete run as jobs and show their progress. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "client-bus.h"
+#include "client-job.h"
+#include "client-output.h"
+#include "daemon/macro.h"
+#include "snapshot-bus.h"
+#include "snapshotctl.h"
+
+const VerbOption revert_options[] = {
+        { "running",     NULL, "Run the guest afterwards, whatever the snapshot's state", SNAPSHOT_REVERT_RUNNING },
+        { "paused",      NULL, "Leave the guest paused afterwards",                       SNAPSHOT_REVERT_PAUSED  },
+        { "force",       NULL, "Revert even where it is risky",                           SNAPSHOT_REVERT_FORCE   },
+        { "no-progress", NULL, "Do not show the job's progress" },
+        {}
+};
+
+const VerbOption delete_options[] = {
+        { "children",      NULL, "Delete the snapshot and all its descendants",   SNAPSHOT_DELETE_CHILDREN      },
+        { "children-only", NULL, "Delete only the descendants",                    SNAPSHOT_DELETE_CHILDREN_ONLY },
+        { "metadata",      NULL, "Forget the snapshot; keep every file",           SNAPSHOT_DELETE_METADATA_ONLY },
+        { "no-progress",   NULL, "Do not show the job's progress" },
+        {}
+};
+
+/* Calls method on a snapshot as a job (progress on stderr); returns 0 or the error. */
+static int snapshot_job(sd_bus *bus, const VerbArgs *a, const char *method, const char *done) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_free_ char *domain_path = NULL, *path = NULL;
+        const char *domain = a->args[0], *name = a->args[1];
+        int r;
+
+        r = bus_get_domain(bus, domain, &domain_path);
+        if (r < 0)
+                return r;
+        r = bus_lookup_snapshot(bus, domain, domain_path, name, &path);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_new_method_call(bus, &m, SNAPSHOT_BUS_NAME, path, SNAPSHOT_IFACE_SNAPSHOT, method);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "t", verb_flags(a));
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the %s call: %m", method);
+
+        r = bus_call_job(bus, m, domain_path, &(JobOptions) {
+                                 .no_progress = verb_has(a, "no-progress"),
+                                 .no_abort_prompt = true },
+                         &error, NULL);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to %s snapshot '%s' of domain '%s'",
+                                     method[0] == 'R' ? "revert to" : "delete", name, domain);
+        printf("Domain snapshot %s %s\n", name, done);
+        return 0;
+}
+
+int verb_revert(sd_bus *bus, const VerbArgs *a) {
+        return snapshot_job(bus, a, "Revert", "reverted");
+}
+
+int verb_delete(sd_bus *bus, const VerbArgs *a) {
+        if (verb_has(a, "children") && verb_has(a, "children-only"))
+                return log_error_errno(EINVAL, "--children and --children-only cannot be combined.");
+        return snapshot_job(bus, a, "Delete", "deleted");
+}
+
+int verb_abort(sd_bus *bus, const VerbArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *domain_path = NULL;
+        int r;
+
+        r = bus_get_domain(bus, a->args[0], &domain_path);
+        if (r < 0)
+                return r;
+        r = bus_call_method(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "AbortJob", CALL_TIMEOUT_DEFAULT, &error,
+                            NULL, NULL);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to abort the job of domain '%s'", a->args[0]);
+        return 0;
+}
+
+int verb_job(sd_bus *bus, const VerbArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *domain_path = NULL, *job = NULL;
+        int r;
+
+        r = bus_get_domain(bus, a->args[0], &domain_path);
+        if (r < 0)
+                return r;
+        r = bus_get_string_property(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "Job", &error, &job);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to get the job of domain '%s'", a->args[0]);
+        printf("%s\n", isempty(job) ? "none" : job);
+        return 0;
+}
