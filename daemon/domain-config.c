@@ -23,6 +23,7 @@ DomainConfig *domain_config_free(DomainConfig *c) {
         free(c->qmp_socket);
         free(c->agent_socket);
         free(c->images_dir);
+        qemu_def_free(c->qemu);
         free(c);
         return NULL;
 }
@@ -63,6 +64,7 @@ static int parse_path_child(const xmlNode *root, const char *element, const char
 
 int domain_config_parse(const char *xml, size_t size, DomainConfig **ret) {
         _cleanup_(domain_config_freep) DomainConfig *c = NULL;
+        _cleanup_free_ char *managed = NULL;
         _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
         xmlNode *root;
         int r;
@@ -89,15 +91,33 @@ int domain_config_parse(const char *xml, size_t size, DomainConfig **ret) {
         if (!snapshot_name_is_valid(c->name))
                 return -EINVAL;
 
-        /* Unknown children (<managed>, later additions) are ignored on purpose, so an
-         * older daemon still attaches a domain written for a newer one. */
+        r = parse_path_child(root, "images", "dir", true, &c->images_dir);
+        if (r < 0)
+                return r;
+
+        r = xml_attr(root, "managed", &managed);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (managed && streq(managed, "yes")) {
+                /* snapshotd starts this QEMU: the sockets are its own (set by the manager). */
+                if (xml_count_children(root, "qemu") != 1 || xml_count_children(root, "qmp") != 0)
+                        return -EINVAL;
+                r = qemu_def_parse(xml_child(root, "qemu"), c->images_dir, &c->qemu);
+                if (r < 0)
+                        return r;
+                c->qemu->agent = xml_count_children(root, "agent") > 0;
+                *ret = TAKE_PTR(c);
+                return 0;
+        }
+        if (managed && !streq(managed, "no"))
+                return -EINVAL;
+
+        /* Unknown children (later additions) are ignored on purpose, so an older daemon
+         * still attaches a domain written for a newer one. */
         r = parse_path_child(root, "qmp", "socket", true, &c->qmp_socket);
         if (r < 0)
                 return r;
         r = parse_path_child(root, "agent", "socket", false, &c->agent_socket);
-        if (r < 0)
-                return r;
-        r = parse_path_child(root, "images", "dir", true, &c->images_dir);
         if (r < 0)
                 return r;
 

@@ -5,13 +5,41 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* A managed domain: the QEMU snapshotd starts itself (domain-config-qemu.c). */
+typedef struct QemuDiskDef {
+        char *target;
+        char *file;             /* absolute (relative ones are resolved against the images dir) */
+        char *format;
+        char *serial;           /* the guest sees it as the disk's serial number (optional) */
+} QemuDiskDef;
+
+typedef struct QemuDef {
+        char *binary;
+        char *machine;
+        char *accel;            /* "kvm", "tcg" or "auto" */
+        uint64_t memory_mib;
+        unsigned vcpus;
+        QemuDiskDef *disks;
+        size_t n_disks;
+        bool agent;
+        char *kernel, *initrd, *cmdline;
+        char **args;            /* extra argv elements, NULL-terminated */
+        unsigned shutdown_timeout;      /* seconds a graceful stop may take */
+} QemuDef;
 
 typedef struct DomainConfig {
         char *name;
         char *qmp_socket;       /* absolute */
         char *agent_socket;     /* absolute, or NULL */
         char *images_dir;       /* absolute */
+        QemuDef *qemu;          /* managed domains only; then the sockets are the daemon's */
 } DomainConfig;
+
+QemuDef *qemu_def_free(QemuDef *q);
+/* Parses the <qemu> element of a managed domain's config. */
+int qemu_def_parse(const void *qemu_node, const char *images_dir, QemuDef **ret);
 
 DomainConfig *domain_config_free(DomainConfig *c);
 static inline void domain_config_freep(DomainConfig **c) {

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "create-options.h"
+#include "domain-managed.h"
 #include "domain.h"
 #include "errors.h"
 #include "job-create.h"
@@ -80,7 +81,7 @@ static int property_get_has_agent(sd_bus *bus, const char *path, const char *int
 
 static int property_get_managed(sd_bus *bus, const char *path, const char *interface, const char *property,
                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "b", false);
+        return sd_bus_message_append(reply, "b", domain_is_managed(userdata));
 }
 
 /* Checks shared by both create methods, then hands over to the job. */
@@ -292,9 +293,36 @@ static int method_start_stop(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return r;
         if (r == 0)
                 return 1; /* polkit is being asked; the call comes back here */
-        return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
-                                 "Domain '%s' is attached (its QEMU was started elsewhere): snapshotd cannot %s it",
-                                 domain_name(d), start ? "start" : "stop");
+        if (!domain_is_managed(d))
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                         "Domain '%s' is attached (its QEMU was started elsewhere): snapshotd cannot %s it",
+                                         domain_name(d), start ? "start" : "stop");
+        if (domain_busy(d) || d->pending_start || d->pending_stop)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY, "Domain '%s' is busy", domain_name(d));
+
+        if (start) {
+                if (qmp_is_connected(d->qmp) || d->pid > 0)
+                        return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
+                                                 "Domain '%s' is already %s", domain_name(d),
+                                                 domain_state_to_string(d->state));
+                r = domain_managed_spawn(d, false, false);
+                if (r < 0)
+                        return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot start QEMU for domain '%s': %s",
+                                                 domain_name(d), strerror(-r));
+                d->pending_start = sd_bus_message_ref(m);
+                domain_connect_soon(d);
+                return 1;
+        }
+
+        if (!qmp_is_connected(d->qmp) && d->pid <= 0)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID, "Domain '%s' is not running",
+                                         domain_name(d));
+        r = domain_managed_stop(d, flags & SNAPSHOT_STOP_FORCE);
+        if (r < 0)
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot stop domain '%s': %s",
+                                         domain_name(d), strerror(-r));
+        d->pending_stop = sd_bus_message_ref(m);
+        return 1;
 }
 
 const sd_bus_vtable domain_vtable[] = {

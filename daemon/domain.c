@@ -4,6 +4,7 @@
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
+#include "domain-managed.h"
 #include "domain.h"
 #include "job-create.h"
 #include "job-delete.h"
@@ -37,6 +38,20 @@ int domain_new(Domain **ret, Manager *m, DomainConfig *config) {
         if (r < 0)
                 return r;
 
+        if (domain_is_managed(d)) {
+                /* Its sockets are ours to choose, under the runtime dir. */
+                free(d->config->qmp_socket);
+                free(d->config->agent_socket);
+                d->config->agent_socket = NULL;
+                if (asprintf(&d->config->qmp_socket, "%s/%s/qmp.sock", m->runtime_dir, d->config->name) < 0 ||
+                    (d->config->qemu->agent &&
+                     asprintf(&d->config->agent_socket, "%s/%s/qga.sock", m->runtime_dir, d->config->name) < 0))
+                        return -ENOMEM;
+                r = domain_managed_init(d);
+                if (r < 0)
+                        return r;
+        }
+
         r = qmp_new(&d->qmp, m->event, d->config->qmp_socket);
         if (r < 0)
                 return r;
@@ -66,6 +81,13 @@ Domain *domain_free(Domain *d) {
         free(d->snapshots);
 
         disk_cache_clear(&d->disk_cache);
+        domain_managed_done(d);
+        if (d->pending_start)
+                (void) sd_bus_reply_method_errorf(d->pending_start, SNAPSHOT_ERROR_FAILED, "snapshotd is stopping");
+        sd_bus_message_unref(d->pending_start);
+        if (d->pending_stop)
+                (void) sd_bus_reply_method_errorf(d->pending_stop, SNAPSHOT_ERROR_FAILED, "snapshotd is stopping");
+        sd_bus_message_unref(d->pending_stop);
         sd_event_source_disable_unref(d->reconnect_timer);
         agent_unref(d->agent);
         qmp_unref(d->qmp);
@@ -111,13 +133,27 @@ static void domain_probe_agent(Domain *d) {
                 domain_set_has_agent(d, false);
 }
 
+/* A Start or a revert waiting for QEMU: it is up, and State says what it is. */
+static void domain_launch_done(Domain *d) {
+        if (d->pending_start) {
+                (void) sd_bus_reply_method_return(d->pending_start, NULL);
+                d->pending_start = sd_bus_message_unref(d->pending_start);
+        }
+        if (d->launch_cb) {
+                void (*cb)(Domain *, int, void *) = d->launch_cb;
+
+                d->launch_cb = NULL;
+                cb(d, 0, d->launch_userdata);
+        }
+}
+
 static void on_query_status(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
         Domain *d = userdata;
         const char *status;
 
         if (err) {
                 domain_set_state(d, DOMAIN_STATE_UNKNOWN);
-                return;
+                return domain_launch_done(d);
         }
 
         status = json_string_value(json_object_get(reply, "status"));
@@ -130,6 +166,7 @@ static void on_query_status(Qmp *q, json_t *reply, const QmpError *err, void *us
                 domain_set_state(d, DOMAIN_STATE_PAUSED);
         else
                 domain_set_state(d, DOMAIN_STATE_UNKNOWN);
+        domain_launch_done(d);
 }
 
 static void domain_refresh_state(Domain *d) {
@@ -146,6 +183,7 @@ static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
                 d->reconnect_attempt = 0;
                 domain_refresh_state(d);
                 domain_probe_agent(d);
+
                 /* A job that died with the daemon: finish its rollback first. */
                 (void) domain_recover(d, true);
                 return;
@@ -158,6 +196,10 @@ static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
                 revert_job_on_disconnect(d->revert_job);
         domain_set_state(d, DOMAIN_STATE_SHUTOFF);
         domain_set_has_agent(d, false);
+        /* A managed QEMU we did not start ourselves (found after a restart) is not our
+         * child: losing its socket is how we learn it ended. */
+        if (domain_is_managed(d) && d->pid == 0)
+                domain_managed_exited(d);
         domain_schedule_reconnect(d);
 }
 
@@ -210,6 +252,36 @@ static void domain_schedule_reconnect(Domain *d) {
         if (r < 0)
                 /* Without a timer we cannot retry; the domain stays shut off until Reload. */
                 return;
+}
+
+void domain_managed_exited(Domain *d) {
+        if (d->pending_stop) {
+                (void) sd_bus_reply_method_return(d->pending_stop, NULL);
+                d->pending_stop = sd_bus_message_unref(d->pending_stop);
+        }
+        if (d->pending_start) {
+                (void) sd_bus_reply_method_errorf(d->pending_start, SNAPSHOT_ERROR_FAILED,
+                                                  "QEMU of domain '%s' exited before it answered; see %s/%s/qemu.log",
+                                                  domain_name(d), d->manager->runtime_dir, domain_name(d));
+                d->pending_start = sd_bus_message_unref(d->pending_start);
+        }
+        if (d->launch_cb) {
+                void (*cb)(Domain *, int, void *) = d->launch_cb;
+
+                d->launch_cb = NULL;
+                cb(d, -ECHILD, d->launch_userdata);
+        }
+}
+
+/* Right after spawning QEMU: its socket appears within moments. */
+void domain_connect_soon(Domain *d) {
+        d->reconnect_attempt = 0;
+        if (d->reconnect_timer) {
+                (void) sd_event_source_set_time_relative(d->reconnect_timer, 50 * USEC_PER_MSEC);
+                (void) sd_event_source_set_enabled(d->reconnect_timer, SD_EVENT_ONESHOT);
+        } else
+                (void) sd_event_add_time_relative(d->manager->event, &d->reconnect_timer, CLOCK_MONOTONIC,
+                                                  50 * USEC_PER_MSEC, 0, on_reconnect_timer, d);
 }
 
 int domain_start(Domain *d) {

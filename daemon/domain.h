@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
@@ -33,6 +34,18 @@ typedef struct Domain {
 
         DiskCache disk_cache;           /* QEMU's disks as of the last snapshot */
 
+        /* managed domains (domain-managed.c) */
+        pid_t pid;                      /* QEMU, when we started it in this process */
+        sd_event_source *child_source;
+        sd_event_source *stop_timer;
+        int stop_stage;
+        QemuDiskDef *active;            /* the image each disk runs on now */
+        size_t n_active;
+        sd_bus_message *pending_start;  /* Start/Stop calls waiting for QEMU */
+        sd_bus_message *pending_stop;
+        void (*launch_cb)(struct Domain *d, int error, void *userdata);  /* a revert waiting for QEMU */
+        void *launch_userdata;
+
         Snapshot **snapshots;
         size_t n_snapshots;
         Snapshot *current;
@@ -51,6 +64,10 @@ static inline void domain_freep(Domain **d) {
 }
 
 const char *domain_name(Domain *d);
+static inline bool domain_is_managed(const Domain *d) {
+        return d->config->qemu != NULL;
+}
+void domain_connect_soon(Domain *d);
 /* Starts connecting to QEMU; reconnects by itself when QEMU goes away. */
 int domain_start(Domain *d);
 /* Loads the domain's snapshots from the state dir and links the tree. Returns the number of

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "create-options.h"
+#include "domain-managed.h"
 #include "domain.h"
 #include "errors.h"
 #include "failpoint.h"
@@ -781,10 +782,17 @@ static void on_snapshot(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err)
                 return job_fail_qmp(j, "QEMU refused the disk snapshot (transaction)", err);
         j->committed = any_external_disk(j);
-        for (size_t i = 0; j->committed && i < j->n_disks; i++)
-                if (j->disks[i].location == SNAPSHOT_LOCATION_EXTERNAL && j->domain->disk_cache.valid)
+        for (size_t i = 0; j->committed && i < j->n_disks; i++) {
+                if (j->disks[i].location != SNAPSHOT_LOCATION_EXTERNAL)
+                        continue;
+                if (j->domain->disk_cache.valid)
                         (void) disk_cache_update_top(&j->domain->disk_cache, j->disks[i].target, j->disks[i].fmt_node,
                                                      j->disks[i].overlay, "qcow2");
+                /* A managed domain starts next time on the overlay. */
+                if (domain_set_active_disk(j->domain, j->disks[i].target, j->disks[i].overlay, "qcow2") < 0)
+                        log_warning("Domain '%s': cannot record that disk '%s' now runs on '%s'.",
+                                    domain_name(j->domain), j->disks[i].target, j->disks[i].overlay);
+        }
         if (j->committed)
                 job_progress(j, "disks", j->n_disks, j->n_disks);
         j->step = j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL ? STEP_MEMORY_FINISH : STEP_THAW;

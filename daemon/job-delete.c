@@ -23,6 +23,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "domain-managed.h"
 #include "domain.h"
 #include "job-delete.h"
 #include "log.h"
@@ -480,7 +481,7 @@ static void merge_done(DeleteJob *j) {
                                 m->overlay, m->base, j->ev_error);
         log_info("Domain '%s': merged '%s' into '%s'.", domain_name(j->domain), m->overlay, m->base);
         if (m->active)
-                (void) 0; /* TODO(managed): domain_set_active_disk(j->domain, m->target, m->base, "qcow2"); */
+                (void) domain_set_active_disk(j->domain, m->target, m->base, "qcow2");
         j->merge_cursor++;
         (void) domain_send_progress(j->domain, JOB_NAME, "disks", j->merge_cursor,
                                     j->n_merges - j->merge_cursor, j->n_merges);

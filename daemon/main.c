@@ -19,6 +19,7 @@ typedef struct Args {
         const char *bus_address;
         const char *config_dir;
         const char *state_dir;
+        const char *runtime_dir;
         uint64_t idle_timeout_usec;
 } Args;
 
@@ -31,19 +32,21 @@ static void help(void) {
                "     --bus-address=ADDR   Connect to this bus instead of the system bus\n"
                "     --config-dir=DIR     Domain configs (default: %s)\n"
                "     --state-dir=DIR      Snapshot metadata and default image dirs (default: %s)\n"
+               "     --runtime-dir=DIR    Managed domains' sockets and logs (default: /run/snapshotd)\n"
                "     --idle-timeout=SEC   Exit after SEC seconds without calls or jobs (default: 0, never)\n"
                "  -v --verbose            Log debug messages\n",
                SNAPSHOT_BUS_NAME, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR);
 }
 
 static int parse_args(int argc, char *argv[], Args *a) {
-        enum { ARG_VERSION = 0x100, ARG_BUS_ADDRESS, ARG_CONFIG_DIR, ARG_STATE_DIR, ARG_IDLE_TIMEOUT };
+        enum { ARG_VERSION = 0x100, ARG_BUS_ADDRESS, ARG_CONFIG_DIR, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_IDLE_TIMEOUT };
         static const struct option options[] = {
                 { "help",         no_argument,       NULL, 'h' },
                 { "version",      no_argument,       NULL, ARG_VERSION },
                 { "bus-address",  required_argument, NULL, ARG_BUS_ADDRESS },
                 { "config-dir",   required_argument, NULL, ARG_CONFIG_DIR },
                 { "state-dir",    required_argument, NULL, ARG_STATE_DIR },
+                { "runtime-dir",  required_argument, NULL, ARG_RUNTIME_DIR },
                 { "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
                 { "verbose",      no_argument,       NULL, 'v' },
                 {}
@@ -66,6 +69,9 @@ static int parse_args(int argc, char *argv[], Args *a) {
                         break;
                 case ARG_STATE_DIR:
                         a->state_dir = optarg;
+                        break;
+                case ARG_RUNTIME_DIR:
+                        a->runtime_dir = optarg;
                         break;
                 case ARG_IDLE_TIMEOUT: {
                         char *end;
@@ -99,6 +105,7 @@ static int run(int argc, char *argv[]) {
         Args args = {
                 .config_dir = DEFAULT_CONFIG_DIR,
                 .state_dir = DEFAULT_STATE_DIR,
+                .runtime_dir = "/run/snapshotd",
         };
         int r;
 
@@ -123,7 +130,7 @@ static int run(int argc, char *argv[]) {
         r = sd_event_default(&event);
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate event loop: %m");
-        r = manager_new(&m, event, args.config_dir, args.state_dir);
+        r = manager_new(&m, event, args.config_dir, args.state_dir, args.runtime_dir);
         sd_event_unref(event);
         if (r < 0)
                 return log_oom();
@@ -133,6 +140,7 @@ static int run(int argc, char *argv[]) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGCHLD);      /* sd-event reaps managed QEMUs through a signalfd */
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return log_error_errno(-errno, "Failed to block signals: %m");
         r = manager_add_signals(m);

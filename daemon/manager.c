@@ -14,7 +14,7 @@
 #include "polkit.h"
 #include "snapshot.h"
 
-int manager_new(Manager **ret, sd_event *event, const char *config_dir, const char *state_dir) {
+int manager_new(Manager **ret, sd_event *event, const char *config_dir, const char *state_dir, const char *runtime_dir) {
         _cleanup_(manager_freep) Manager *m = NULL;
 
         m = calloc(1, sizeof(Manager));
@@ -23,7 +23,8 @@ int manager_new(Manager **ret, sd_event *event, const char *config_dir, const ch
         m->event = sd_event_ref(event);
         m->config_dir = strdup(config_dir);
         m->state_dir = strdup(state_dir);
-        if (!m->config_dir || !m->state_dir)
+        m->runtime_dir = strdup(runtime_dir);
+        if (!m->config_dir || !m->state_dir || !m->runtime_dir)
                 return -ENOMEM;
 
         *ret = TAKE_PTR(m);
@@ -45,6 +46,7 @@ Manager *manager_free(Manager *m) {
         sd_event_unref(m->event);
         free(m->config_dir);
         free(m->state_dir);
+        free(m->runtime_dir);
         free(m);
         return NULL;
 }

@@ -14,6 +14,7 @@ typedef struct Manager {
 
         char *config_dir;
         char *state_dir;
+        char *runtime_dir;              /* managed domains' sockets and logs */
 
         Domain **domains;
         size_t n_domains;
@@ -27,7 +28,7 @@ typedef struct Manager {
         sd_event_source *exit_timer;
 } Manager;
 
-int manager_new(Manager **ret, sd_event *event, const char *config_dir, const char *state_dir);
+int manager_new(Manager **ret, sd_event *event, const char *config_dir, const char *state_dir, const char *runtime_dir);
 Manager *manager_free(Manager *m);
 static inline void manager_freep(Manager **m) {
         if (*m)

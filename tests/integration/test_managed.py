@@ -1,0 +1,186 @@
+#!/usr/bin/python3
+# Managed domains: snapshotd starts and stops the test guest's QEMU itself, which lets it
+# revert external snapshots — disk-only and with memory — proven from inside the guest (a
+# marker file on disk, a counter the guest keeps only in RAM).
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import snaptest
+from snaptest import DOMAIN_IFACE, MANAGER_IFACE, MANAGER_PATH, SNAPSHOT_IFACE, ERROR_PREFIX, Bus, BusError, Guest
+
+v = snaptest.variant
+wait_until = snaptest.wait_until
+RUNNING, PAUSED = 1, 2
+
+
+class S:
+    tmp = bus = None
+    failed = False
+
+
+def setUpModule():
+    S.tmp = tempfile.mkdtemp(prefix="snapg-", dir="/tmp")
+    cache = snaptest.guest_cache()
+    S.runtime = os.path.join(S.tmp, "run")
+    S.images = os.path.join(S.tmp, "images")
+    S.conf = os.path.join(S.tmp, "conf")
+    S.state = os.path.join(S.tmp, "state")
+    for d in (S.images, S.conf):
+        os.makedirs(d)
+    for i in (1, 2):
+        shutil.copyfile(os.path.join(cache, "data%d.qcow2" % i), os.path.join(S.images, "data%d.qcow2" % i))
+    console = os.path.join(S.runtime, "vm2", "console.log")
+    accel = snaptest.choose_accel()
+    with open(os.path.join(S.conf, "vm2.xml"), "w") as f:
+        f.write("""<domain name="vm2" managed="yes">
+  <images dir="%(images)s"/>
+  <agent/>
+  <qemu binary="qemu-system-x86_64">
+    <accel>%(accel)s</accel>
+    <memory unit="MiB">256</memory>
+    <vcpus>1</vcpus>
+    <disk target="vda" file="data1.qcow2" format="qcow2" serial="data1"/>
+    <disk target="vdb" file="data2.qcow2" format="qcow2" serial="data2"/>
+    <kernel>%(cache)s/vmlinuz</kernel>
+    <initrd>%(cache)s/initramfs.cpio.gz</initrd>
+    <cmdline>console=ttyS0 panic=-1 disks=2 dirty_mb=8</cmdline>
+    <arg>-serial</arg>
+    <arg>file:%(console)s</arg>
+    <arg>-no-reboot</arg>
+    <shutdown timeout="20"/>
+  </qemu>
+</domain>
+""" % {"images": S.images, "cache": cache, "console": console, "accel": accel})
+    S.bus = Bus(os.path.join(S.tmp, "bus"))
+    os.makedirs(S.bus.tmpdir)
+    S.bus.start()
+    S.bus.start_daemon(S.conf, S.state, ["--runtime-dir=" + S.runtime])
+    S.dom = S.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm2",))[0]
+    # the guest's agent, reached at the socket snapshotd gave it
+    S.guest = Guest(os.path.join(S.runtime, "vm2"))
+
+
+def tearDownModule():
+    rc = None
+    try:
+        if S.bus and S.bus.daemon and S.bus.get_property(S.dom, DOMAIN_IFACE, "State") != "shutoff":
+            S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (1,), timeout=60)
+    except Exception:
+        pass
+    if S.bus:
+        rc = S.bus.stop_daemon()
+        log = S.bus.read_daemon_log()
+        S.bus.stop()
+    subprocess.run(["pkill", "-f", "-9", "file:" + os.path.join(S.runtime, "vm2", "console.log")])
+    if S.failed or os.environ.get("SNAPSHOTD_TEST_KEEP") == "1":
+        sys.stderr.write("kept %s\n" % S.tmp)
+    else:
+        shutil.rmtree(S.tmp, ignore_errors=True)
+    if rc not in (None, 0):
+        raise AssertionError("snapshotd exited with %s at the end; its log:\n%s" % (rc, log[-20000:]))
+
+
+class ManagedTest(unittest.TestCase):
+    def tearDown(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result and any(getattr(t, "test_case", t) is self for t, _ in result.errors + result.failures):
+            S.failed = True
+            sys.stderr.write("\n===== snapshotd log =====\n%s\n" % S.bus.read_daemon_log()[-30000:])
+            for f in ("qemu.log", "console.log"):
+                p = os.path.join(S.runtime, "vm2", f)
+                if os.path.exists(p):
+                    sys.stderr.write("\n===== %s =====\n%s\n" % (f, open(p, errors="replace").read()[-4000:]))
+
+    def state(self):
+        return S.bus.get_property(S.dom, DOMAIN_IFACE, "State")
+
+    def wait_agent(self):
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                S.guest.agent("guest-ping", timeout=2)
+                break
+            except (OSError, TimeoutError, snaptest.QMPError):
+                self.assertLess(time.monotonic(), deadline, "guest agent did not answer")
+                time.sleep(0.5)
+        wait_until(lambda: "GUEST-READY" in S.guest.console(), 60, "workload")
+
+    def marker(self, text=None):
+        if text is not None:
+            code, _, err = S.guest.guest_exec(["/bin/sh", "-c", "echo %s > /data1/marker; sync" % text])
+            self.assertEqual(code, 0, err)
+        return S.guest.guest_read("/data1/marker").strip()
+
+    def counter(self):
+        return int(S.guest.guest_read("/mem/counter").strip())
+
+    def create(self, name, opts):
+        return S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "", opts), timeout=300)[0]
+
+    def test_01_start_stop(self):
+        self.assertTrue(S.bus.get_property(S.dom, DOMAIN_IFACE, "Managed"))
+        self.assertEqual(self.state(), "shutoff")
+        S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (0,), timeout=60)
+        self.assertEqual(self.state(), "running")
+        self.wait_agent()
+        with self.assertRaises(BusError) as cm:
+            S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (0,))
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationInvalid")
+        # graceful: the guest powers off (through its agent or ACPI)
+        S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (0,), timeout=120)
+        self.assertEqual(self.state(), "shutoff")
+        self.assertFalse(os.path.exists(os.path.join(S.runtime, "vm2", "qmp.sock")) and
+                         self.state() == "running")
+        S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (0,), timeout=60)
+        self.wait_agent()
+        # the daemon restarted while the guest runs finds it again
+        self.assertEqual(S.bus.stop_daemon(), 0)
+        S.bus.start_daemon(S.conf, S.state, ["--runtime-dir=" + S.runtime])
+        wait_until(lambda: self.state() == "running", 20, "re-attached")
+
+    def test_02_revert_external_disk_only(self):
+        self.marker("disk-A")
+        ext = self.create("ext1", {"disk-only": v("b", True), "atomic": v("b", True), "quiesce": v("b", True)})
+        self.marker("disk-B")
+        S.bus.call(ext, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=300)
+        self.assertEqual(self.state(), "running")
+        self.wait_agent()
+        self.assertEqual(self.marker(), "disk-A")
+        # the snapshot's own images were not written: its overlay still backs onto data1
+        self.assertTrue(os.path.exists(os.path.join(S.images, "ext1.vda.qcow2")))
+        self.assertEqual(S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot"), ext)
+
+    def test_03_revert_external_with_memory(self):
+        self.marker("mem-A")
+        c0 = self.counter()
+        snap = self.create("mem1", {"live": v("b", True), "memory": v("s", "external")})
+        time.sleep(3)
+        self.marker("mem-B")
+        c2 = self.counter()
+        S.bus.call(snap, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=300)
+        self.assertEqual(self.state(), "running")
+        S.guest.agent("guest-ping", timeout=30)
+        c3 = self.counter()
+        self.assertGreaterEqual(c3, c0)
+        self.assertLess(c3, c2)
+        self.assertEqual(self.marker(), "mem-A")
+        # paused on request
+        S.bus.call(snap, SNAPSHOT_IFACE, "Revert", "t", (PAUSED,), timeout=300)
+        self.assertEqual(self.state(), "paused")
+
+    def test_04_force_stop(self):
+        S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (1,), timeout=60)
+        self.assertEqual(self.state(), "shutoff")
+        with self.assertRaises(BusError) as cm:
+            S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (0,))
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationInvalid")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
