@@ -42,6 +42,10 @@ static const Verb verbs[] = {
           1, 1, NULL,                 NULL,            verb_abort        },
         { "job",          "DOMAIN",                        "Show the domain's running job",
           1, 1, NULL,                 NULL,            verb_job          },
+        { "start",        "DOMAIN",                        "Start a managed domain",
+          1, 1, NULL,                 NULL,            verb_start        },
+        { "stop",         "DOMAIN",                        "Stop a managed domain (gracefully unless --force)",
+          1, 1, stop_options,         NULL,            verb_stop         },
 };
 
 enum {

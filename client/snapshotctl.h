@@ -72,3 +72,6 @@ int verb_revert(sd_bus *bus, const VerbArgs *a);
 int verb_delete(sd_bus *bus, const VerbArgs *a);
 int verb_abort(sd_bus *bus, const VerbArgs *a);
 int verb_job(sd_bus *bus, const VerbArgs *a);
+extern const VerbOption stop_options[];
+int verb_start(sd_bus *bus, const VerbArgs *a);
+int verb_stop(sd_bus *bus, const VerbArgs *a);

@@ -98,3 +98,32 @@ int verb_job(sd_bus *bus, const VerbArgs *a) {
         printf("%s\n", isempty(job) ? "none" : job);
         return 0;
 }
+
+const VerbOption stop_options[] = {
+        { "force", NULL, "Stop at once, without a graceful shutdown", SNAPSHOT_STOP_FORCE },
+        {}
+};
+
+static int domain_call(sd_bus *bus, const VerbArgs *a, const char *method, uint64_t flags, const char *done) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *domain_path = NULL;
+        int r;
+
+        r = bus_get_domain(bus, a->args[0], &domain_path);
+        if (r < 0)
+                return r;
+        r = bus_call_method(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, method, CALL_TIMEOUT_JOB, &error, NULL, "t", flags);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to %s domain '%s'", method[2] == 'a' ? "start" : "stop",
+                                     a->args[0]);
+        printf("Domain %s %s\n", a->args[0], done);
+        return 0;
+}
+
+int verb_start(sd_bus *bus, const VerbArgs *a) {
+        return domain_call(bus, a, "Start", 0, "started");
+}
+
+int verb_stop(sd_bus *bus, const VerbArgs *a) {
+        return domain_call(bus, a, "Stop", verb_flags(a), "stopped");
+}

@@ -175,7 +175,11 @@ class ManagedTest(unittest.TestCase):
         self.assertEqual(self.state(), "paused")
 
     def test_04_force_stop(self):
-        S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (1,), timeout=60)
+        ctl = os.environ["SNAPSHOTCTL"]
+        r = subprocess.run([ctl, "--address=" + S.bus.address, "stop", "vm2", "--force"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("Domain vm2 stopped", r.stdout)
         self.assertEqual(self.state(), "shutoff")
         with self.assertRaises(BusError) as cm:
             S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (0,))
