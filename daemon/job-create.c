@@ -77,6 +77,16 @@ void job_finish(CreateJob *j, const char *path) {
         Domain *d = j->domain;
         int r;
 
+        /* Done or rolled back: nothing is left to recover. Gone before the reply, so a
+         * caller that looks right after sees the state dir as the job left it. */
+        if (j->journal) {
+                r = journal_remove(j->journal);
+                if (r < 0)
+                        log_warning_errno(r, "Domain '%s': cannot remove the job journal: %m", domain_name(d));
+        }
+
+        /* Idle before the reply too: a caller's next call must not find the domain busy. */
+        d->job = NULL;
         if (j->request) {
                 if (sd_bus_error_is_set(&j->error))
                         r = sd_bus_reply_method_error(j->request, &j->error);
@@ -85,14 +95,6 @@ void job_finish(CreateJob *j, const char *path) {
                 if (r < 0)
                         log_warning_errno(r, "Domain '%s': failed to send the reply of %s: %m", domain_name(d), JOB_NAME);
         }
-
-        /* Done or rolled back: either way nothing is left to recover. */
-        if (j->journal) {
-                r = journal_remove(j->journal);
-                if (r < 0)
-                        log_warning_errno(r, "Domain '%s': cannot remove the job journal: %m", domain_name(d));
-        }
-        d->job = NULL;
         (void) domain_emit_changed(d, "Job");
         create_job_free(j);
         manager_job_ended(d->manager);
