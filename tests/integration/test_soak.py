@@ -88,7 +88,7 @@ class SoakTest(unittest.TestCase):
         conn = self.bus.new_connection()
         counter = 0
 
-        def call(path, iface, method, sig=None, args=(), timeout=120):
+        def call(path, iface, method, sig=None, args=(), timeout=300):
             from gi.repository import Gio, GLib
             params = GLib.Variant("(%s)" % sig, tuple(args)) if sig else None
             try:
@@ -115,7 +115,8 @@ class SoakTest(unittest.TestCase):
                 kind = rnd.choice(["disk", "disk", "quiesce", "live", "paused", "internal"])
                 opts = {"disk": {"disk-only": v("b", True), "atomic": v("b", True)},
                         "quiesce": {"disk-only": v("b", True), "quiesce": v("b", True)},
-                        "live": {"live": v("b", True), "memory": v("s", "external")},
+                        # a short live-timeout: a save that does not converge escalates (pause to finish)
+                        "live": {"live": v("b", True), "memory": v("s", "external"), "live-timeout": v("u", 3)},
                         "paused": {"memory": v("s", "external")},
                         "internal": {"memory": v("s", "internal")}}[kind]
                 call(dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "soak", opts))
