@@ -174,6 +174,37 @@ class ManagedTest(unittest.TestCase):
         S.bus.call(snap, SNAPSHOT_IFACE, "Revert", "t", (PAUSED,), timeout=300)
         self.assertEqual(self.state(), "paused")
 
+    def test_035_branched_tree_and_paused_memory(self):
+        # from the state the last test left (paused): a running guest
+        if self.state() == "shutoff":
+            S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (0,), timeout=60)
+        elif self.state() == "paused":
+            snap = S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot")
+            S.bus.call(snap, SNAPSHOT_IFACE, "Revert", "t", (RUNNING,), timeout=300)
+        self.wait_agent()
+        # A ← B (a paused memory checkpoint), then back to A and a new branch C from there
+        self.marker("tree-A")
+        a = self.create("tA", {"disk-only": v("b", True)})
+        self.marker("tree-B")
+        b = self.create("tB", {"memory": v("s", "external")})
+        S.bus.call(a, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=300)
+        self.wait_agent()
+        self.assertEqual(self.marker(), "tree-A")
+        self.marker("tree-C")
+        c = self.create("tC", {"disk-only": v("b", True)})
+        self.assertEqual(S.bus.get_property(c, SNAPSHOT_IFACE, "Parent"), a)
+        self.assertEqual(sorted(S.bus.get_property(a, SNAPSHOT_IFACE, "Children")), sorted([b, c]))
+        # revert to B, not current, on the other branch: its memory and disks come back
+        S.bus.call(b, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=300)
+        self.assertEqual(self.state(), "running")
+        S.guest.agent("guest-ping", timeout=30)
+        self.assertEqual(self.marker(), "tree-B")
+        self.assertEqual(S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot"), b)
+        # and C's branch is still there, untouched
+        S.bus.call(c, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=300)
+        self.wait_agent()
+        self.assertEqual(self.marker(), "tree-C")
+
     def test_04_force_stop(self):
         ctl = os.environ["SNAPSHOTCTL"]
         r = subprocess.run([ctl, "--address=" + S.bus.address, "stop", "vm2", "--force"], capture_output=True,
