@@ -75,3 +75,6 @@ int verb_job(sd_bus *bus, const VerbArgs *a);
 extern const VerbOption stop_options[];
 int verb_start(sd_bus *bus, const VerbArgs *a);
 int verb_stop(sd_bus *bus, const VerbArgs *a);
+int verb_parent(sd_bus *bus, const VerbArgs *a);
+extern const VerbOption redefine_options[];
+int verb_redefine(sd_bus *bus, const VerbArgs *a);

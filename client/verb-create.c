@@ -384,3 +384,30 @@ int verb_create(sd_bus *bus, const VerbArgs *a) {
         return report_created(bus, reply, NULL, flags & SNAPSHOT_CREATE_VALIDATE,
                               flags & SNAPSHOT_CREATE_REDEFINE, filename);
 }
+
+const VerbOption redefine_options[] = {
+        { "current", NULL, "Make it the current snapshot", SNAPSHOT_CREATE_CURRENT },
+        {}
+};
+
+/* virsh snapshot-create --redefine: import or edit a record, take nothing. */
+int verb_redefine(sd_bus *bus, const VerbArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *domain_path = NULL, *xml = NULL;
+        uint64_t flags = SNAPSHOT_CREATE_REDEFINE | verb_flags(a);
+        int r;
+
+        r = read_xml(a->args[1], &xml);
+        if (r < 0)
+                return r;
+        r = bus_get_domain(bus, a->args[0], &domain_path);
+        if (r < 0)
+                return r;
+        r = bus_call_method(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "CreateSnapshotXML", CALL_TIMEOUT_DEFAULT,
+                            &error, &reply, "st", xml, flags);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to redefine a snapshot of domain '%s' from '%s'",
+                                     a->args[0], a->args[1]);
+        return report_created(bus, reply, NULL, false, true, a->args[1]);
+}

@@ -127,3 +127,26 @@ int verb_start(sd_bus *bus, const VerbArgs *a) {
 int verb_stop(sd_bus *bus, const VerbArgs *a) {
         return domain_call(bus, a, "Stop", verb_flags(a), "stopped");
 }
+
+int verb_parent(sd_bus *bus, const VerbArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_free_ char *domain_path = NULL, *path = NULL, *parent = NULL, *name = NULL;
+        int r;
+
+        r = bus_get_domain(bus, a->args[0], &domain_path);
+        if (r < 0)
+                return r;
+        r = bus_lookup_snapshot(bus, a->args[0], domain_path, a->args[1], &path);
+        if (r < 0)
+                return r;
+        r = bus_get_string_property(bus, path, SNAPSHOT_IFACE_SNAPSHOT, "Parent", &error, &parent);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to get the parent of snapshot '%s'", a->args[1]);
+        if (streq(parent, "/"))
+                return log_error_errno(ENOENT, "Snapshot '%s' has no parent.", a->args[1]);
+        r = bus_get_string_property(bus, parent, SNAPSHOT_IFACE_SNAPSHOT, "Name", &error, &name);
+        if (r < 0)
+                return log_bus_error(&error, r, "Failed to get the name of snapshot %s", parent);
+        printf("%s\n", name);
+        return 0;
+}

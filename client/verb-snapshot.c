@@ -155,7 +155,8 @@ static void print_subtree(const SnapshotList *l, const ssize_t *parents, size_t 
                         continue;
 
                 printf("%.*s|\n", (int) prefix_len, prefix);
-                printf("%.*s+- %s\n", (int) prefix_len, prefix, l->items[i].name ?: "-");
+                printf("%.*s+- %s%s\n", (int) prefix_len, prefix, l->items[i].name ?: "-",
+                       l->items[i].is_current ? "  (current)" : "");
 
                 /* The child's own children hang below it; the bar continues only when
                  * more siblings follow. */
@@ -186,7 +187,7 @@ static int print_tree(const SnapshotList *l) {
                         putchar('\n');
                 first = false;
 
-                printf("%s\n", l->items[i].name ?: "-");
+                printf("%s%s\n", l->items[i].name ?: "-", l->items[i].is_current ? "  (current)" : "");
                 memcpy(prefix, "  ", 2);
                 print_subtree(l, parents, i, prefix, 2);
         }

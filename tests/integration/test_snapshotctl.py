@@ -118,6 +118,20 @@ class SnapshotctlTest(snaptest.SharedTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("OperationInvalid", r.stderr)
 
+    def test_06_tree_parent_redefine(self):
+        self.ctl("create-as", "vm1", "t1", "--disk-only")
+        self.ctl("create-as", "vm1", "t2", "--disk-only")
+        r = self.ctl("list", "vm1", "--tree")
+        self.assertIn("t2  (current)", r.stdout)
+        self.assertEqual(self.ctl("parent", "vm1", "t2").stdout.strip(), "t1")
+        xml = self.ctl("dumpxml", "vm1", "t1").stdout.replace("<name>t1</name>", "<name>t1-copy</name>", 1)
+        path = os.path.join(S.tmp, "t1-copy.xml")
+        with open(path, "w") as f:
+            f.write(xml)
+        r = self.ctl("redefine", "vm1", path, "--current")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.ctl("current", "vm1", "--name").stdout.strip(), "t1-copy")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
