@@ -169,7 +169,6 @@ void job_undo_next(CreateJob *j);
 void job_progress(CreateJob *j, const char *phase, uint64_t processed, uint64_t total);
 
 int job_journal_note(CreateJob *j, const char *key, json_t *value);
-int job_journal_file(CreateJob *j, const char *path);
 
 /* job-memory.c */
 int job_memory_validate(CreateJob *j, sd_bus_error *error);

@@ -501,33 +501,33 @@ int job_journal_note(CreateJob *j, const char *key, json_t *value) {
         return journal_set(j->journal, key, value);
 }
 
-int job_journal_file(CreateJob *j, const char *path) {
-        return j->journal ? journal_append(j->journal, "files", json_string(path)) : 0;
-}
 
-/* Before anything changes: what this job is, and every node name it may add. */
+/* Before anything changes: what this job is, every node name it may add and every file it
+ * may create — one write. */
 static int job_journal_begin(CreateJob *j) {
-        json_t *nodes;
+        json_t *nodes, *files;
         int r;
 
         r = journal_new(&j->journal, j->domain->manager->state_dir, domain_name(j->domain), "snapshot-create");
         if (r < 0)
                 return r;
         nodes = json_array();
-        for (size_t i = 0; nodes && i < j->n_disks; i++) {
+        files = json_array();
+        for (size_t i = 0; nodes && files && i < j->n_disks; i++) {
                 if (j->disks[i].fmt_node)
                         json_array_append_new(nodes, json_string(j->disks[i].fmt_node));
                 if (j->disks[i].file_node)
                         json_array_append_new(nodes, json_string(j->disks[i].file_node));
+                /* Recovery removes only what no snapshot names and what we made: never a
+                 * reused file. */
+                if (j->disks[i].overlay && !(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT))
+                        json_array_append_new(files, json_string(j->disks[i].overlay));
         }
-        r = journal_set(j->journal, "snapshot", json_string(j->req.name));
-        if (r >= 0)
-                r = journal_set(j->journal, "was_running", json_boolean(j->was_running));
-        if (r >= 0)
-                r = journal_set(j->journal, "nodes", nodes);
-        else
-                json_decref(nodes);
-        return r;
+        if (journal_put(j->journal, "nodes", nodes) < 0 || journal_put(j->journal, "files", files) < 0 ||
+            journal_put(j->journal, "snapshot", json_string(j->req.name)) < 0 ||
+            journal_put(j->journal, "was_running", json_boolean(j->was_running)) < 0)
+                return -ENOMEM;
+        return journal_sync(j->journal);
 }
 
 static int build_def(CreateJob *j, SnapshotDef **ret);
@@ -547,7 +547,14 @@ static int job_journal_def(CreateJob *j) {
         r = snapshot_xml_format(def, &xml);
         if (r < 0)
                 return r;
-        return job_journal_note(j, "def", json_string(xml));
+        if (!j->journal)
+                return 0;
+        /* With what is about to happen to the guest (a thaw or a cont of a guest that was
+         * never frozen or paused is harmless to recovery): one write before freeze/pause. */
+        if (journal_put(j->journal, "froze", json_boolean(j->plan.quiesce)) < 0 ||
+            journal_put(j->journal, "paused", json_boolean(j->plan.pause)) < 0)
+                return -ENOMEM;
+        return journal_set(j->journal, "def", json_string(xml));
 }
 
 static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
@@ -700,8 +707,6 @@ static void job_prepare_next(CreateJob *j) {
         switch (j->prepare_step) {
         case PREPARE_ADD_FILE:
                 if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT)) {
-                        if (job_journal_file(j, p->overlay) < 0)
-                                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                         fd = image_file_create(j->domain->config->images_dir, p->overlay);
                         if (fd < 0)
                                 return job_fail(j, fd == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
@@ -1031,8 +1036,6 @@ void job_next(CreateJob *j) {
         case STEP_FREEZE:
                 if (job_journal_def(j) < 0)
                         return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
-                if (j->plan.quiesce && job_journal_note(j, "froze", json_true()) < 0)
-                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                 if (!j->plan.quiesce) {
                         j->step = STEP_PAUSE;
                         return job_next(j);
@@ -1045,8 +1048,6 @@ void job_next(CreateJob *j) {
                         j->step = step_after_pause(j);
                         return job_next(j);
                 }
-                if (job_journal_note(j, "paused", json_true()) < 0)
-                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                 job_progress(j, "pause", 0, 0);
                 return job_qmp(j, "stop", NULL, on_pause);
         case STEP_INTERNAL:

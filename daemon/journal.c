@@ -73,27 +73,20 @@ static int journal_write(Journal *jn) {
         return xml_file_write_atomic(jn->dir, jn->filename, data, strlen(data));
 }
 
-int journal_set(Journal *jn, const char *key, json_t *value) {
+int journal_put(Journal *jn, const char *key, json_t *value) {
         if (!value || json_object_set_new(jn->root, key, value) < 0)
                 return -ENOMEM;
+        return 0;
+}
+
+int journal_sync(Journal *jn) {
         return journal_write(jn);
 }
 
-int journal_append(Journal *jn, const char *key, json_t *value) {
-        json_t *a = json_object_get(jn->root, key);
+int journal_set(Journal *jn, const char *key, json_t *value) {
+        int r = journal_put(jn, key, value);
 
-        if (!value)
-                return -ENOMEM;
-        if (!a) {
-                a = json_array();
-                if (!a || json_object_set_new(jn->root, key, a) < 0) {
-                        json_decref(value);
-                        return -ENOMEM;
-                }
-        }
-        if (json_array_append_new(a, value) < 0)
-                return -ENOMEM;
-        return journal_write(jn);
+        return r < 0 ? r : journal_write(jn);
 }
 
 int journal_remove(Journal *jn) {

@@ -17,10 +17,12 @@ static inline void journal_freep(Journal **jn) {
                 journal_free(*jn);
 }
 
+/* Sets key (value taken) in memory only: several puts, then one journal_set or journal_sync,
+ * cost one write. */
+int journal_put(Journal *jn, const char *key, json_t *value);
+int journal_sync(Journal *jn);
 /* Sets key (value taken) and writes the journal through to disk. */
 int journal_set(Journal *jn, const char *key, json_t *value);
-/* Appends value (taken) to the array under key, and writes. */
-int journal_append(Journal *jn, const char *key, json_t *value);
 /* The job ended (done or rolled back): the journal goes. */
 int journal_remove(Journal *jn);
 
