@@ -13,6 +13,8 @@ PACKAGES=(
         busybox-static qemu-guest-agent e2fsprogs cpio xz-utils zstd kmod
         # tests: Debian's python with GLib's D-Bus bindings, xmllint, libvirt's schema checker
         python3 python3-gi gir1.2-glib-2.0 libxml2-utils libvirt-clients util-linux
+        # fuzzing (tests/fuzz): clang and its libFuzzer/sanitizer runtime
+        clang libclang-rt-14-dev
         # polkit and unit checks
         polkitd systemd
 )

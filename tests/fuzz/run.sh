@@ -102,7 +102,12 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 echo "run.sh: fuzz-$target for $seconds s (log: $log)"
 rc=0
-"$dir/tests/fuzz/fuzz-$target" "${opts[@]}" "$@" "$work/corpus" "$src/tests/fuzz/corpus/$target" >"$log" 2>&1 || rc=$?
+corpora=("$work/corpus" "$src/tests/fuzz/corpus/$target")
+# Reproducers of fixed findings stay as seeds, so a regression shows up at once.
+if [ -d "$src/tests/fuzz/crashes/$target" ]; then
+        corpora+=("$src/tests/fuzz/crashes/$target")
+fi
+"$dir/tests/fuzz/fuzz-$target" "${opts[@]}" "$@" "${corpora[@]}" >"$log" 2>&1 || rc=$?
 
 execs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)"
 status="$(grep -E '^#[0-9]+.* cov: ' "$log" | tail -n 1 || true)"
