@@ -45,6 +45,8 @@ typedef struct Merge {
         char *base_node;
         char *root_node;        /* the device's top node now */
         bool active;            /* O is the top: active commit */
+        bool offline;           /* O is on a branch not running: QEMU has nothing of it */
+        bool keep;              /* offline, and a child still stands on O */
 } Merge;
 
 typedef enum DeleteStep {
@@ -302,9 +304,40 @@ static const char *file_of(json_t *image) {
         return json_string_value(json_object_get(image, "filename"));
 }
 
+/* A snapshot on a branch the domain does not run: nothing of it is open in QEMU, and its
+ * base B may be what the running branch stands on, so B is never touched. Its overlay O
+ * holds what came after it on that branch: O goes unless a child was taken on top of it —
+ * then the child's point in time is B+O, O is the only place that holds it, and O stays
+ * (the child's record keeps naming it). */
+static int plan_offline(DeleteJob *j, Snapshot *s, const SnapshotDiskDef *disk, const char *base, Merge *m) {
+        Domain *d = j->domain;
+
+        m->offline = true;
+        m->target = strdup(disk->target);
+        m->overlay = strdup(disk->file);
+        m->base = strdup(base);
+        if (!m->target || !m->overlay || !m->base)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->n_snapshots; i++) {
+                Snapshot *c = d->snapshots[i];
+
+                if (c == s)
+                        continue;
+                for (size_t t = 0; t < c->def->domain.n_disks; t++)
+                        if (streq_ptr(c->def->domain.disks[t].target, disk->target) &&
+                            streq_ptr(c->def->domain.disks[t].file, disk->file)) {
+                                log_info("Domain '%s': keeping '%s': snapshot '%s' was taken on it.",
+                                         domain_name(d), disk->file, snapshot_name(c));
+                                m->keep = true;
+                        }
+        }
+        return 0;
+}
+
 /* Plans the merges of one external snapshot against the running chain. */
 static int plan_merges(DeleteJob *j, Snapshot *s, json_t *nodes) {
         size_t n = 0;
+        int r;
 
         j->merges = calloc(s->def->n_disks + 1, sizeof(Merge));
         if (!j->merges)
@@ -350,11 +383,19 @@ static int plan_merges(DeleteJob *j, Snapshot *s, json_t *nodes) {
                 img = json_object_get(inserted, "image");
                 while (img && !streq_ptr(file_of(img), disk->file))
                         img = json_object_get(img, "backing-image");
-                if (!img || !streq_ptr(file_of(json_object_get(img, "backing-image")), base))
+                if (!img) {
+                        /* Another branch than the one the domain runs: QEMU does not have O
+                         * open, and B stays as it is (the running branch may need it). */
+                        r = plan_offline(j, s, disk, base, &j->merges[n]);
+                        if (r < 0)
+                                return r;
+                        n++;
+                        continue;
+                }
+                if (!streq_ptr(file_of(json_object_get(img, "backing-image")), base))
                         return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
-                                                 "Snapshot '%s' is not on the branch the domain runs now (disk '%s'): "
-                                                 "its images cannot be merged; revert to it first or delete with flag 'metadata-only'",
-                                                 snapshot_name(s), disk->target);
+                                                 "Disk '%s' of snapshot '%s': '%s' is not right above '%s' any more",
+                                                 disk->target, snapshot_name(s), disk->file, base);
 
                 other = needed_by_other(j, disk->target, base);
                 if (other)
@@ -577,7 +618,7 @@ static int rebase_children(DeleteJob *j, Snapshot *s) {
                                 DomainDiskDef *dd = &c->def->domain.disks[k];
                                 char *b;
 
-                                if (!streq_ptr(dd->target, j->merges[mi].target) ||
+                                if (j->merges[mi].offline || !streq_ptr(dd->target, j->merges[mi].target) ||
                                     !streq_ptr(dd->file, j->merges[mi].overlay))
                                         continue;
                                 b = strdup(j->merges[mi].base);
@@ -633,6 +674,10 @@ static void delete_next(DeleteJob *j) {
                         return delete_next(j);
                 }
                 m = &j->merges[j->merge_cursor];
+                if (m->offline) {
+                        j->merge_cursor++;
+                        return delete_next(j);
+                }
                 free(j->block_job_id);
                 if (asprintf(&j->block_job_id, "sd%s-commit-%zu-%zu", j->tag, j->cursor, j->merge_cursor) < 0) {
                         j->block_job_id = NULL;
@@ -654,6 +699,13 @@ static void delete_next(DeleteJob *j) {
                 while (j->merge_cursor < j->n_merges) {
                         Merge *m = &j->merges[j->merge_cursor];
 
+                        if (m->offline) {
+                                if (!m->keep && unlink(m->overlay) < 0 && errno != ENOENT)
+                                        log_warning("Domain '%s': cannot remove overlay '%s': %m",
+                                                    domain_name(j->domain), m->overlay);
+                                j->merge_cursor++;
+                                continue;
+                        }
                         if (j->drop_sub == 0) {
                                 j->drop_sub = 1;
                                 return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", m->overlay_node), on_drop);

@@ -205,6 +205,36 @@ class ManagedTest(unittest.TestCase):
         self.wait_agent()
         self.assertEqual(self.marker(), "tree-C")
 
+    def test_036_delete_on_a_branch_not_running(self):
+        snaps = lambda: [S.bus.get_property(p, SNAPSHOT_IFACE, "Name")
+                         for p in S.bus.call(S.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,))[0]]
+        # a leaf of the other branch (tB, with a memory image): its overlay and image go
+        b = S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("tB",))[0]
+        mem = S.bus.get_property(b, SNAPSHOT_IFACE, "MemoryFile")
+        S.bus.call(b, SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=300)
+        self.assertNotIn("tB", snaps())
+        self.assertFalse(os.path.exists(mem))
+        self.assertFalse(os.path.exists(os.path.join(S.images, "tB.vda.qcow2")))
+        # a middle snapshot on a branch not running: D1 <- D2, back to D1, delete D1: D2
+        # stands on D1's overlay, so that stays; the record goes
+        self.marker("d1")
+        d1 = self.create("D1", {"disk-only": v("b", True)})
+        self.marker("d2")
+        d2 = self.create("D2", {"disk-only": v("b", True)})
+        S.bus.call(d1, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=300)
+        self.wait_agent()
+        S.bus.call(d1, SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=300)
+        self.assertNotIn("D1", snaps())
+        self.assertTrue(os.path.exists(os.path.join(S.images, "D1.vda.qcow2")))
+        self.assertEqual(self.state(), "running")
+        S.bus.call(d2, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=300)
+        self.wait_agent()
+        self.assertEqual(self.marker(), "d2")
+        for f in os.listdir(S.images):
+            if f.endswith(".qcow2"):
+                code, out = snaptest.image_check(os.path.join(S.images, f))
+                self.assertNotEqual(code, 2, out)  # 2: corruption
+
     def test_04_force_stop(self):
         ctl = os.environ["SNAPSHOTCTL"]
         r = subprocess.run([ctl, "--address=" + S.bus.address, "stop", "vm2", "--force"], capture_output=True,
