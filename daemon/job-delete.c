@@ -291,6 +291,10 @@ static Snapshot *needed_by_other(DeleteJob *j, const char *target, const char *f
                         leaving = leaving || j->queue[q] == t;
                 if (leaving)
                         continue;
+                /* An internal snapshot keeps its point in time inside the image: writes to
+                 * the image's current state (a commit into it) do not change it. */
+                if (t->def->memory == SNAPSHOT_LOCATION_INTERNAL)
+                        continue;
                 for (size_t k = 0; k < t->def->domain.n_disks; k++)
                         if (streq_ptr(t->def->domain.disks[k].target, target) &&
                             streq_ptr(t->def->domain.disks[k].file, file) &&
@@ -553,15 +557,37 @@ static void on_drop(DeleteJob *j, json_t *reply, const QmpError *err) {
         delete_next(j);
 }
 
+static void on_internal_jobs(DeleteJob *j, json_t *reply, const QmpError *err) {
+        Snapshot *s = current_target(j);
+        const char *e = NULL;
+        size_t i;
+        json_t *job;
+
+        json_array_foreach(reply, i, job)
+                if (streq_ptr(json_string_value(json_object_get(job, "id")), j->block_job_id))
+                        e = json_string_value(json_object_get(job, "error"));
+        if (e) {
+                _cleanup_free_ char *msg = strdup(e);
+
+                (void) qmp_call(j->domain->qmp, "job-dismiss", json_pack("{s:s}", "id", j->block_job_id), -1, 0,
+                                NULL, NULL, NULL);
+                /* The record stays: the snapshot is still in the images. */
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU could not delete internal snapshot '%s': %s",
+                                snapshot_name(s), msg ?: "error");
+        }
+        (void) qmp_call(j->domain->qmp, "job-dismiss", json_pack("{s:s}", "id", j->block_job_id), -1, 0, NULL, NULL,
+                        NULL);
+        j->step = DELETE_FORGET;
+        delete_next(j);
+}
+
 static void internal_done(DeleteJob *j) {
         if (j->cont || !j->waiting_done || !j->ev_done)
                 return;
         j->waiting_done = j->ev_done = false;
         (void) sd_event_source_set_enabled(j->timer, SD_EVENT_OFF);
-        /* QEMU's job dismisses itself; a failure would leave the snapshot in the image, which
-         * qemu-img snapshot -l shows. */
-        j->step = DELETE_FORGET;
-        delete_next(j);
+        /* Concluded is not succeeded: ask QEMU how it went before forgetting anything. */
+        job_qmp(j, "query-jobs", NULL, on_internal_jobs);
 }
 
 static void on_internal_done(DeleteJob *j, json_t *reply, const QmpError *err) {

@@ -149,6 +149,26 @@ class DeleteTest(snaptest.SharedTestCase):
         self.assertNotIn("int1", self.names())
         self.assertEqual(S.guest.status(), "running")
 
+    def test_045_mixed_tree_internal_below_external(self):
+        # an internal snapshot, then an external one on top: the internal one now lives in
+        # a backing image QEMU has open read-only. This version cannot remove it from there:
+        # the delete must say so and keep the record (the snapshot is still in the image).
+        self.create("mix-int", {"disk-only": v("b", False), "memory": v("s", "internal")})
+        holder = self.chain("vda")[0]
+        self.create("mix-ext")
+        self.assertIn("mix-int", snaptest.image_snapshots(holder))
+        with self.assertRaises(BusError) as cm:
+            self.delete("mix-int")
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed")
+        self.assertIn("mix-int", self.names())
+        self.assertIn("mix-int", snaptest.image_snapshots(holder))
+        # merging the external one away puts the holder on top again: then it can go
+        self.delete("mix-ext")
+        self.delete("mix-int")
+        self.assertNotIn("mix-int", self.names())
+        self.assertNotIn("mix-int", snaptest.image_snapshots(self.chain("vda")[0]))
+        self.assertEqual(S.guest.status(), "running")
+
     def test_05_refuse_what_another_snapshot_needs(self):
         self.create("y1")
         self.create("y2")
