@@ -9,6 +9,7 @@
  *       <memory unit="MiB">1024</memory> <vcpus>2</vcpus>
  *       <disk target="vda" file="root.qcow2" format="qcow2" serial="root"/>
  *       <kernel>/boot/vmlinuz</kernel> <initrd>...</initrd> <cmdline>...</cmdline>
+ *                                     (relative disk, kernel, initrd paths: in the images dir)
  *       <arg>-serial</arg> <arg>file:/var/log/vm2.log</arg>
  *       <shutdown timeout="60"/>
  *     </qemu>
@@ -58,6 +59,32 @@ static int child_text_or(const xmlNode *n, const char *name, const char *def, ch
                 return def && !*ret ? -ENOMEM : 0;
         }
         return r;
+}
+
+/* Values that end up inside a QEMU option string ("driver=%s,...") may not carry commas, '='
+ * or spaces, which would smuggle in further options. */
+static bool option_value_ok(const char *s) {
+        return !isempty(s) && !strpbrk(s, " ,=\t\n");
+}
+
+/* A relative path is relative to the images dir; commas would split QEMU's option string. */
+static int resolve_path(const char *images_dir, char *path /* taken */, char **ret) {
+        _cleanup_free_ char *p = path;
+
+        if (isempty(p))
+                return -EINVAL;
+        if (p[0] != '/') {
+                char *abs;
+
+                if (asprintf(&abs, "%s/%s", images_dir, p) < 0)
+                        return -ENOMEM;
+                free(p);
+                p = abs;
+        }
+        if (strchr(p, ','))
+                return -EINVAL;
+        *ret = TAKE_PTR(p);
+        return 0;
 }
 
 static int parse_uint(const xmlNode *n, const char *name, uint64_t def, uint64_t max, uint64_t *ret) {
@@ -127,6 +154,18 @@ int qemu_def_parse(const void *node, const char *images_dir, QemuDef **ret) {
                 return r;
         if (!streq(q->accel, "kvm") && !streq(q->accel, "tcg") && !streq(q->accel, "auto"))
                 return -EINVAL;
+        if (isempty(q->binary) || isempty(q->machine))
+                return -EINVAL;
+        if (q->kernel) {
+                r = resolve_path(images_dir, TAKE_PTR(q->kernel), &q->kernel);
+                if (r < 0)
+                        return r;
+        }
+        if (q->initrd) {
+                r = resolve_path(images_dir, TAKE_PTR(q->initrd), &q->initrd);
+                if (r < 0)
+                        return r;
+        }
 
         r = parse_memory(n, &q->memory_mib);
         if (r < 0)
@@ -162,17 +201,18 @@ int qemu_def_parse(const void *node, const char *images_dir, QemuDef **ret) {
                                 d->format = strdup("qcow2");
                         if (!d->format)
                                 return -ENOMEM;
-                        if (!snapshot_name_is_valid(d->target) || strpbrk(d->target, " ,="))
+                        if (!snapshot_name_is_valid(d->target) || !option_value_ok(d->target) ||
+                            !option_value_ok(d->format))
                                 return -EINVAL;
-                        if (xml_attr(c, "serial", &d->serial) >= 0 && strpbrk(d->serial, " ,="))
+                        if (xml_attr(c, "serial", &d->serial) >= 0 && !option_value_ok(d->serial))
                                 return -EINVAL;
-                        if (file[0] == '/')
-                                d->file = TAKE_PTR(file);
-                        else if (asprintf(&d->file, "%s/%s", images_dir, file) < 0)
-                                return -ENOMEM;
-                        /* QEMU's -blockdev takes options after commas: none in paths. */
-                        if (strchr(d->file, ','))
-                                return -EINVAL;
+                        /* The target names the device and its block nodes: one disk each. */
+                        for (size_t k = 0; k + 1 < q->n_disks; k++)
+                                if (streq(q->disks[k].target, d->target))
+                                        return -EINVAL;
+                        r = resolve_path(images_dir, TAKE_PTR(file), &d->file);
+                        if (r < 0)
+                                return r;
                 } else if (xml_node_is(c, "arg")) {
                         r = xml_node_text(c, &q->args[n_args]);
                         if (r < 0)

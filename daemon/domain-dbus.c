@@ -301,7 +301,7 @@ static int method_start_stop(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY, "Domain '%s' is busy", domain_name(d));
 
         if (start) {
-                if (qmp_is_connected(d->qmp) || d->pid > 0)
+                if (domain_managed_active(d))
                         return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
                                                  "Domain '%s' is already %s", domain_name(d),
                                                  domain_state_to_string(d->state));
@@ -314,7 +314,7 @@ static int method_start_stop(sd_bus_message *m, void *userdata, sd_bus_error *er
                 return 1;
         }
 
-        if (!qmp_is_connected(d->qmp) && d->pid <= 0)
+        if (!domain_managed_active(d))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID, "Domain '%s' is not running",
                                          domain_name(d));
         r = domain_managed_stop(d, flags & SNAPSHOT_STOP_FORCE);

@@ -5,7 +5,8 @@
  * it runs on change with every external snapshot and revert, so the current one per disk
  * is kept in <state-dir>/domains/<name>.json (atomically rewritten), starting from the
  * config's disks. A managed QEMU outlives snapshotd, as libvirt's guests outlive libvirtd:
- * a restarted daemon finds it through its socket. */
+ * a restarted daemon finds it through its socket, and its PID through the lock QEMU holds
+ * on qemu.pid there. When it is gone, the domain is shut off: no reconnecting. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include "xml-util.h"
 
 #define KILL_TIMEOUT_USEC (10 * USEC_PER_SEC)
+#define AGENT_PING_TIMEOUT_USEC (2 * USEC_PER_SEC)
 
 extern char **environ;
 
@@ -259,6 +261,10 @@ int domain_managed_argv(Domain *d, bool incoming, bool paused, char ***ret) {
                 ADD("virtio-blk-pci,drive=%s-fmt,id=%s%s%s", disk->target, disk->target,
                     serial ? ",serial=" : "", strempty(serial));
         }
+        /* QEMU holds a lock on its pidfile while it runs: how a restarted snapshotd finds the
+         * PID of a QEMU that is no longer its child (managed_qemu_pid()). */
+        ADD("-pidfile");
+        ADD("%s/%s/qemu.pid", d->manager->runtime_dir, domain_name(d));
         ADD("-chardev");
         ADD("socket,id=snapshotd-qmp,path=%s,server=on,wait=off", d->config->qmp_socket);
         ADD("-mon");
@@ -284,6 +290,61 @@ int domain_managed_argv(Domain *d, bool incoming, bool paused, char ***ret) {
         return r;
 }
 
+/* The PID of the QEMU that runs this domain: our child, or the holder of the lock on its
+ * pidfile (a QEMU started by an earlier snapshotd). 0 when none runs. The lock, unlike the
+ * PID written in the file, cannot outlive the process, so a recycled PID is never taken. */
+static pid_t managed_qemu_pid(Domain *d) {
+        _cleanup_free_ char *path = NULL;
+        _cleanup_close_ int fd = -1;
+        struct flock fl = {
+                .l_type = F_WRLCK,
+                .l_whence = SEEK_SET,
+        };
+
+        if (d->pid > 0)
+                return d->pid;
+        if (asprintf(&path, "%s/%s/qemu.pid", d->manager->runtime_dir, domain_name(d)) < 0)
+                return 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return 0;
+        if (fcntl(fd, F_GETLK, &fl) < 0 || fl.l_type == F_UNLCK || fl.l_pid <= 0)
+                return 0;
+        return fl.l_pid;
+}
+
+bool domain_managed_alive(Domain *d) {
+        return domain_is_managed(d) && managed_qemu_pid(d) > 0;
+}
+
+bool domain_managed_active(Domain *d) {
+        return qmp_is_connected(d->qmp) || domain_managed_alive(d);
+}
+
+bool domain_managed_busy(Domain *d) {
+        return d->pending_start || d->pending_stop || d->stop_timer || d->launch_cb;
+}
+
+/* QEMU is gone: its sockets and pidfile go too (qemu.log and the like stay for the user). */
+static void managed_remove_runtime_files(Domain *d) {
+        _cleanup_free_ char *pidfile = NULL;
+
+        (void) unlink(d->config->qmp_socket);
+        if (d->config->agent_socket)
+                (void) unlink(d->config->agent_socket);
+        if (asprintf(&pidfile, "%s/%s/qemu.pid", d->manager->runtime_dir, domain_name(d)) >= 0)
+                (void) unlink(pidfile);
+}
+
+void domain_managed_lost(Domain *d) {
+        if (domain_managed_alive(d))
+                return;
+        d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
+        managed_remove_runtime_files(d);
+        domain_set_state(d, DOMAIN_STATE_SHUTOFF);
+        domain_managed_exited(d);
+}
+
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Domain *d = userdata;
 
@@ -292,6 +353,10 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         d->child_source = sd_event_source_disable_unref(d->child_source);
         d->pid = 0;
         d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
+        /* Nothing to reconnect to any more. */
+        if (d->reconnect_timer)
+                (void) sd_event_source_set_enabled(d->reconnect_timer, SD_EVENT_OFF);
+        managed_remove_runtime_files(d);
         domain_set_state(d, DOMAIN_STATE_SHUTOFF);
         domain_managed_exited(d);
         return 0;
@@ -312,9 +377,7 @@ int domain_managed_spawn(Domain *d, bool incoming, bool paused) {
         r = mkdir_p(dir, 0700);
         if (r < 0)
                 return r;
-        (void) unlink(d->config->qmp_socket);
-        if (d->config->agent_socket)
-                (void) unlink(d->config->agent_socket);
+        managed_remove_runtime_files(d);
 
         r = domain_managed_argv(d, incoming, paused, &argv);
         if (r < 0)
@@ -360,14 +423,52 @@ static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
                 (void) qmp_call(d->qmp, "quit", NULL, -1, 0, NULL, NULL, NULL);
                 (void) sd_event_add_time_relative(d->manager->event, &d->stop_timer, CLOCK_MONOTONIC,
                                                   KILL_TIMEOUT_USEC, 0, on_stop_timeout, d);
-        } else if (d->pid > 0) {
-                log_warning("Domain '%s': QEMU (PID %d) did not quit; killing it.", domain_name(d), (int) d->pid);
-                (void) kill(d->pid, SIGKILL);
+        } else {
+                pid_t pid = managed_qemu_pid(d);
+
+                if (pid > 0) {
+                        log_warning("Domain '%s': QEMU (PID %d) did not quit; killing it.", domain_name(d), (int) pid);
+                        (void) kill(pid, SIGKILL);
+                }
+                /* A QEMU that is not our child ends when its monitor socket closes; one more
+                 * look after that, in case the socket was gone already. */
+                if (d->pid <= 0 && !qmp_is_connected(d->qmp))
+                        domain_managed_lost(d);
         }
         return 0;
 }
 
-static void on_agent_ignored(Agent *a, json_t *reply, const QmpError *err, void *userdata) {
+static void managed_press_power_button(Domain *d) {
+        log_info("Domain '%s': pressing the ACPI power button.", domain_name(d));
+        (void) qmp_call(d->qmp, "system_powerdown", NULL, -1, 0, NULL, NULL, NULL);
+}
+
+static void on_agent_shutdown(Agent *a, json_t *reply, const QmpError *err, void *userdata) {
+        Domain *d = userdata;
+
+        /* guest-shutdown does not answer when it works: a timeout or the channel closing
+         * is the guest going down. An error reply means the agent refused (or the command
+         * is disabled): fall back to the ACPI power button. */
+        if (!err || err->error != -EIO || d->stop_stage != 0 || !d->stop_timer)
+                return;
+        log_info("Domain '%s': the guest agent refused guest-shutdown (%s).", domain_name(d),
+                 err->desc ?: "no reason given");
+        managed_press_power_button(d);
+}
+
+static void on_stop_ping(Agent *a, json_t *reply, const QmpError *err, void *userdata) {
+        Domain *d = userdata;
+
+        /* Cancelled (the domain goes away), or the stop moved on (forced, or QEMU is gone). */
+        if ((err && err->error == -ECANCELED) || d->stop_stage != 0 || !d->stop_timer)
+                return;
+        domain_set_has_agent(d, !err);
+        if (!err) {
+                log_info("Domain '%s': asking the guest agent to shut the guest down.", domain_name(d));
+                if (agent_call(d->agent, "guest-shutdown", NULL, USEC_PER_SEC, on_agent_shutdown, d, NULL) >= 0)
+                        return;
+        }
+        managed_press_power_button(d);
 }
 
 int domain_managed_stop(Domain *d, bool force) {
@@ -376,11 +477,10 @@ int domain_managed_stop(Domain *d, bool force) {
         d->stop_stage = force ? 1 : 0;
         if (force)
                 (void) qmp_call(d->qmp, "quit", NULL, -1, 0, NULL, NULL, NULL);
-        else if (d->agent && d->has_agent)
-                /* guest-shutdown never answers: the timeout is the expected outcome. */
-                (void) agent_call(d->agent, "guest-shutdown", NULL, USEC_PER_SEC, on_agent_ignored, NULL, NULL);
-        else
-                (void) qmp_call(d->qmp, "system_powerdown", NULL, -1, 0, NULL, NULL, NULL);
+        /* HasAgent dates from the last contact (often before the guest had booted): ask the
+         * agent now, and shut down through it when it answers, else through ACPI. */
+        else if (!d->agent || agent_call(d->agent, "guest-ping", NULL, AGENT_PING_TIMEOUT_USEC, on_stop_ping, d, NULL) < 0)
+                managed_press_power_button(d);
         d->stop_timer = sd_event_source_disable_unref(d->stop_timer);
         return sd_event_add_time_relative(d->manager->event, &d->stop_timer, CLOCK_MONOTONIC, timeout, 0,
                                           on_stop_timeout, d);

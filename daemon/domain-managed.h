@@ -23,3 +23,13 @@ int domain_managed_spawn(Domain *d, bool incoming, bool paused);
 int domain_managed_stop(Domain *d, bool force);
 /* Called when the managed QEMU has gone (child reaped, or QMP lost for one we did not start). */
 void domain_managed_exited(Domain *d);
+/* Whether this domain's QEMU process exists (our child, or one an earlier snapshotd started). */
+bool domain_managed_alive(Domain *d);
+/* Whether it runs as far as Start and Stop are concerned: QMP is up or the process exists. */
+bool domain_managed_active(Domain *d);
+/* QMP is lost or could not connect: when the process is gone too, the domain is shut off
+ * (runtime files removed, waiters told); when it still exists, nothing happens here. */
+void domain_managed_lost(Domain *d);
+/* A Start, Stop or restart is under way (QEMU being started or waited for): exiting now
+ * would leave a caller without an answer or a QEMU half stopped. */
+bool domain_managed_busy(Domain *d);

@@ -21,6 +21,7 @@
 #define AGENT_PROBE_TIMEOUT_USEC (3 * USEC_PER_SEC)
 
 static void domain_schedule_reconnect(Domain *d);
+static void domain_connect_failed(Domain *d);
 
 int domain_new(Domain **ret, Manager *m, DomainConfig *config) {
         _cleanup_(domain_config_freep) DomainConfig *owned = config;
@@ -196,11 +197,7 @@ static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
                 revert_job_on_disconnect(d->revert_job);
         domain_set_state(d, DOMAIN_STATE_SHUTOFF);
         domain_set_has_agent(d, false);
-        /* A managed QEMU we did not start ourselves (found after a restart) is not our
-         * child: losing its socket is how we learn it ended. */
-        if (domain_is_managed(d) && d->pid == 0)
-                domain_managed_exited(d);
-        domain_schedule_reconnect(d);
+        domain_connect_failed(d);
 }
 
 static void on_qmp_event(Qmp *q, const char *event, json_t *data, void *userdata) {
@@ -228,7 +225,7 @@ static int on_reconnect_timer(sd_event_source *s, uint64_t usec, void *userdata)
         Domain *d = userdata;
 
         if (qmp_connect(d->qmp) < 0)
-                domain_schedule_reconnect(d);
+                domain_connect_failed(d);
         return 0;
 }
 
@@ -252,6 +249,16 @@ static void domain_schedule_reconnect(Domain *d) {
         if (r < 0)
                 /* Without a timer we cannot retry; the domain stays shut off until Reload. */
                 return;
+}
+
+/* No QMP connection. An attached QEMU may come back: keep trying. A managed one whose process
+ * is gone stays shut off until Start (one we did not start ourselves, found after a restart,
+ * is not our child: losing its socket is how we learn it ended); while the process exists
+ * (starting, or started by an earlier snapshotd) its socket will answer. */
+static void domain_connect_failed(Domain *d) {
+        if (domain_is_managed(d) && !domain_managed_alive(d))
+                return domain_managed_lost(d);
+        domain_schedule_reconnect(d);
 }
 
 void domain_managed_exited(Domain *d) {
@@ -288,7 +295,7 @@ int domain_start(Domain *d) {
         qmp_set_handlers(d->qmp, on_qmp_state, on_qmp_event, d);
         if (qmp_connect(d->qmp) < 0) {
                 domain_set_state(d, DOMAIN_STATE_SHUTOFF);
-                domain_schedule_reconnect(d);
+                domain_connect_failed(d);
         }
         return 0;
 }

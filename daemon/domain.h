@@ -87,7 +87,9 @@ void domain_set_state(Domain *d, DomainState state);
 void domain_set_has_agent(Domain *d, bool b);
 const char *domain_job_name(Domain *d);
 static inline bool domain_busy(Domain *d) {
-        return d->job || d->delete_job || d->revert_job || d->recovery;
+        /* A managed domain's Start or Stop under way counts too (domain_managed_busy()). */
+        return d->job || d->delete_job || d->revert_job || d->recovery || d->pending_start || d->pending_stop ||
+               d->stop_timer;
 }
 
 /* Bus side (domain-dbus.c) */

@@ -5,6 +5,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,8 @@ def setUpModule():
   </qemu>
 </domain>
 """ % {"images": S.images, "cache": cache, "console": console, "accel": accel})
+    # an attached domain beside it: Start/Stop are not for it
+    snaptest.write_domain_config(S.conf, "vm9", os.path.join(S.tmp, "vm9-qmp.sock"), images_dir=S.images)
     S.bus = Bus(os.path.join(S.tmp, "bus"))
     os.makedirs(S.bus.tmpdir)
     S.bus.start()
@@ -77,13 +80,41 @@ def tearDownModule():
         rc = S.bus.stop_daemon()
         log = S.bus.read_daemon_log()
         S.bus.stop()
-    subprocess.run(["pkill", "-f", "-9", "file:" + os.path.join(S.runtime, "vm2", "console.log")])
+    pid = qemu_pid()
+    if pid and not pid_gone(pid):
+        os.kill(pid, signal.SIGKILL)
     if S.failed or os.environ.get("SNAPSHOTD_TEST_KEEP") == "1":
         sys.stderr.write("kept %s\n" % S.tmp)
     else:
         shutil.rmtree(S.tmp, ignore_errors=True)
     if rc not in (None, 0):
         raise AssertionError("snapshotd exited with %s at the end; its log:\n%s" % (rc, log[-20000:]))
+
+
+RUNTIME_FILES = ("qmp.sock", "qga.sock", "qemu.pid")
+
+
+def qemu_pid():
+    """The managed QEMU's PID, from the pidfile snapshotd makes it write (None without one)."""
+    try:
+        with open(os.path.join(S.runtime, "vm2", "qemu.pid")) as f:
+            return int(f.read().strip() or 0) or None
+    except FileNotFoundError:
+        return None
+
+
+def pid_gone(pid):
+    # A QEMU whose snapshotd was restarted is an orphan: a zombie until init reaps it.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def runtime_files():
+    d = os.path.join(S.runtime, "vm2")
+    return sorted(f for f in os.listdir(d) if f in RUNTIME_FILES) if os.path.isdir(d) else []
 
 
 class ManagedTest(unittest.TestCase):
@@ -123,26 +154,59 @@ class ManagedTest(unittest.TestCase):
     def create(self, name, opts):
         return S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "", opts), timeout=300)[0]
 
+    def start(self):
+        S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (0,), timeout=60)
+        self.assertEqual(self.state(), "running")
+        pid = qemu_pid()
+        self.assertTrue(pid and not pid_gone(pid), "no QEMU after Start")
+        return pid
+
+    def restart_daemon(self):
+        self.assertEqual(S.bus.stop_daemon(), 0)
+        S.bus.start_daemon(S.conf, S.state, ["--runtime-dir=" + S.runtime])
+        wait_until(lambda: self.state() == "running", 20, "re-attached")
+
+    def assert_gone(self, pid):
+        wait_until(lambda: pid_gone(pid), 10, "QEMU %d gone" % pid)
+        self.assertEqual(self.state(), "shutoff")
+        # its sockets and pidfile went with it; its log stays
+        self.assertEqual(runtime_files(), [])
+        self.assertTrue(os.path.exists(os.path.join(S.runtime, "vm2", "qemu.log")))
+
+    def test_00_attached_domain(self):
+        vm9 = S.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm9",))[0]
+        self.assertFalse(S.bus.get_property(vm9, DOMAIN_IFACE, "Managed"))
+        for method in ("Start", "Stop"):
+            with self.assertRaises(BusError) as cm:
+                S.bus.call(vm9, DOMAIN_IFACE, method, "t", (0,))
+            self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationUnsupported", method)
+        # flags are checked before anything else
+        with self.assertRaises(BusError) as cm:
+            S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (1,))
+        self.assertEqual(cm.exception.name, "org.freedesktop.DBus.Error.InvalidArgs")
+        with self.assertRaises(BusError) as cm:
+            S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (2,))
+        self.assertEqual(cm.exception.name, "org.freedesktop.DBus.Error.InvalidArgs")
+
     def test_01_start_stop(self):
         self.assertTrue(S.bus.get_property(S.dom, DOMAIN_IFACE, "Managed"))
         self.assertEqual(self.state(), "shutoff")
-        S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (0,), timeout=60)
-        self.assertEqual(self.state(), "running")
+        pid = self.start()
         self.wait_agent()
         with self.assertRaises(BusError) as cm:
             S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (0,))
         self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationInvalid")
         # graceful: the guest powers off (through its agent or ACPI)
         S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (0,), timeout=120)
-        self.assertEqual(self.state(), "shutoff")
-        self.assertFalse(os.path.exists(os.path.join(S.runtime, "vm2", "qmp.sock")) and
-                         self.state() == "running")
-        S.bus.call(S.dom, DOMAIN_IFACE, "Start", "t", (0,), timeout=60)
+        self.assert_gone(pid)
+        log = S.bus.read_daemon_log()
+        self.assertIn("asking the guest agent to shut the guest down", log)  # it answers: not ACPI
+        self.assertIn("exited (status 0)", log)
+        pid = self.start()
         self.wait_agent()
-        # the daemon restarted while the guest runs finds it again
-        self.assertEqual(S.bus.stop_daemon(), 0)
-        S.bus.start_daemon(S.conf, S.state, ["--runtime-dir=" + S.runtime])
-        wait_until(lambda: self.state() == "running", 20, "re-attached")
+        # the daemon restarted while the guest runs finds it again: the same QEMU
+        self.restart_daemon()
+        self.assertEqual(qemu_pid(), pid)
 
     def test_02_revert_external_disk_only(self):
         self.marker("disk-A")
@@ -242,9 +306,30 @@ class ManagedTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("Domain vm2 stopped", r.stdout)
         self.assertEqual(self.state(), "shutoff")
+        self.assertEqual(runtime_files(), [])
         with self.assertRaises(BusError) as cm:
             S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (0,))
         self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationInvalid")
+
+    def test_05_qemu_killed(self):
+        # QEMU dies under snapshotd (its child): shut off, and Start works again
+        pid = self.start()
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: self.state() == "shutoff", 10, "shutoff after SIGKILL")
+        self.assert_gone(pid)
+        pid = self.start()
+        S.guest.agent("guest-ping", timeout=60)
+        # a QEMU an earlier snapshotd started: forced Stop, and a kill noticed without a child
+        self.restart_daemon()
+        S.bus.call(S.dom, DOMAIN_IFACE, "Stop", "t", (1,), timeout=60)
+        self.assert_gone(pid)
+        pid = self.start()
+        self.restart_daemon()
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: self.state() == "shutoff", 15, "shutoff after SIGKILL")
+        self.assert_gone(pid)
+        # nothing keeps reconnecting to it
+        self.assertNotIn("Reconnect", S.bus.read_daemon_log()[-2000:])
 
 
 if __name__ == "__main__":

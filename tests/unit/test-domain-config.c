@@ -136,6 +136,127 @@ static void test_bad(void) {
         }
 }
 
+static void test_managed(void) {
+        _cleanup_(domain_config_freep) DomainConfig *c = NULL, *m = NULL, *k = NULL;
+        const QemuDef *q;
+        int r;
+
+        /* The example in data/ with every element. */
+        r = parse("<domain name='vm2' managed='yes'>"
+                  "<images dir='/img/vm2'/>"
+                  "<agent/>"
+                  "<qemu binary='/usr/bin/qemu-system-x86_64'>"
+                  "<machine>q35</machine><accel>tcg</accel>"
+                  "<memory unit='GiB'>2</memory><vcpus>4</vcpus>"
+                  "<disk target='vda' file='root.qcow2' format='qcow2' serial='root'/>"
+                  "<disk target='vdb' file='/data/b.raw' format='raw'/>"
+                  "<kernel>/boot/vmlinuz</kernel><initrd>initrd.img</initrd><cmdline>console=ttyS0 quiet</cmdline>"
+                  "<arg>-serial</arg><arg>file:/tmp/console.log</arg><arg></arg>"
+                  "<shutdown timeout='20'/>"
+                  "</qemu></domain>", &c);
+        CHECK(r == 0, "managed: %s", strerror(-r));
+        if (r == 0) {
+                q = c->qemu;
+                CHECK(q, "qemu section missing");
+                CHECK(!c->qmp_socket && !c->agent_socket, "managed sockets are the daemon's");
+                CHECK(streq_ptr(c->images_dir, "/img/vm2"), "images %s", c->images_dir);
+                CHECK(streq_ptr(q->binary, "/usr/bin/qemu-system-x86_64"), "binary %s", q->binary);
+                CHECK(streq_ptr(q->machine, "q35") && streq_ptr(q->accel, "tcg"), "machine/accel");
+                CHECK(q->memory_mib == 2048 && q->vcpus == 4, "memory %llu vcpus %u",
+                      (unsigned long long) q->memory_mib, q->vcpus);
+                CHECK(q->agent, "agent");
+                CHECK(q->n_disks == 2, "disks %zu", q->n_disks);
+                if (q->n_disks == 2) {
+                        CHECK(streq_ptr(q->disks[0].target, "vda") &&
+                              streq_ptr(q->disks[0].file, "/img/vm2/root.qcow2") &&
+                              streq_ptr(q->disks[0].format, "qcow2") && streq_ptr(q->disks[0].serial, "root"),
+                              "disk 0: %s %s", q->disks[0].target, q->disks[0].file);
+                        CHECK(streq_ptr(q->disks[1].file, "/data/b.raw") && streq_ptr(q->disks[1].format, "raw") &&
+                              !q->disks[1].serial, "disk 1: %s", q->disks[1].file);
+                }
+                CHECK(streq_ptr(q->kernel, "/boot/vmlinuz"), "kernel %s", q->kernel);
+                CHECK(streq_ptr(q->initrd, "/img/vm2/initrd.img"), "relative initrd %s", q->initrd);
+                CHECK(streq_ptr(q->cmdline, "console=ttyS0 quiet"), "cmdline %s", q->cmdline);
+                CHECK(q->args && streq_ptr(q->args[0], "-serial") && streq_ptr(q->args[1], "file:/tmp/console.log") &&
+                      streq_ptr(q->args[2], "") && !q->args[3], "args");
+                CHECK(q->shutdown_timeout == 20, "shutdown timeout %u", q->shutdown_timeout);
+        }
+
+        /* The defaults: an empty <qemu/> is a diskless 512 MiB, 1-CPU pc with a 60 s stop. */
+        r = parse("<domain name='m' managed='yes'><images dir='/i'/><qemu/></domain>", &m);
+        CHECK(r == 0, "minimal managed: %s", strerror(-r));
+        if (r == 0) {
+                q = m->qemu;
+                CHECK(streq_ptr(q->binary, "qemu-system-x86_64"), "default binary %s", q->binary);
+                CHECK(streq_ptr(q->machine, "pc") && streq_ptr(q->accel, "auto"), "default machine/accel");
+                CHECK(q->memory_mib == 512 && q->vcpus == 1, "default memory/vcpus");
+                CHECK(q->n_disks == 0 && !q->agent && !q->kernel && !q->initrd && !q->cmdline, "defaults");
+                CHECK(q->args && !q->args[0], "no args");
+                CHECK(q->shutdown_timeout == 60, "default shutdown timeout %u", q->shutdown_timeout);
+        }
+
+        /* Units; a disk without format is qcow2; managed="no" is an attached domain. */
+        r = parse("<domain name='k' managed='yes'><images dir='/i'/><qemu><memory unit='KiB'>1048576</memory>"
+                  "<disk target='vda' file='a.qcow2'/></qemu></domain>", &k);
+        CHECK(r == 0 && k->qemu->memory_mib == 1024 && streq_ptr(k->qemu->disks[0].format, "qcow2"),
+              "KiB/default format: %d", r);
+        {
+                _cleanup_(domain_config_freep) DomainConfig *a = NULL;
+
+                r = parse("<domain name='a' managed='no'><qmp socket='/q'/><images dir='/i'/></domain>", &a);
+                CHECK(r == 0 && !a->qemu && streq_ptr(a->qmp_socket, "/q"), "managed=no: %d", r);
+        }
+}
+
+static void test_managed_bad(void) {
+#define M(body) "<domain name='vm' managed='yes'><images dir='/i'/>" body "</domain>"
+        static const struct {
+                const char *what;
+                const char *xml;
+        } cases[] = {
+                { "no qemu", M("") },
+                { "two qemu", M("<qemu/><qemu/>") },
+                { "managed with qmp", M("<qmp socket='/q'/><qemu/>") },
+                { "no images", "<domain name='vm' managed='yes'><qemu/></domain>" },
+                { "managed=maybe", "<domain name='vm' managed='maybe'><qmp socket='/q'/><images dir='/i'/></domain>" },
+                { "bad accel", M("<qemu><accel>hvf</accel></qemu>") },
+                { "empty machine", M("<qemu><machine></machine></qemu>") },
+                { "empty binary", M("<qemu binary=''/>") },
+                { "memory zero", M("<qemu><memory>0</memory></qemu>") },
+                { "memory junk", M("<qemu><memory>1G</memory></qemu>") },
+                { "memory bad unit", M("<qemu><memory unit='bytes'>1024</memory></qemu>") },
+                { "memory below 1 MiB", M("<qemu><memory unit='KiB'>512</memory></qemu>") },
+                { "negative memory", M("<qemu><memory>-1</memory></qemu>") },
+                { "vcpus zero", M("<qemu><vcpus>0</vcpus></qemu>") },
+                { "vcpus 1000", M("<qemu><vcpus>1000</vcpus></qemu>") },
+                { "shutdown zero", M("<qemu><shutdown timeout='0'/></qemu>") },
+                { "shutdown junk", M("<qemu><shutdown timeout='soon'/></qemu>") },
+                { "shutdown too long", M("<qemu><shutdown timeout='86400'/></qemu>") },
+                { "disk without target", M("<qemu><disk file='a.qcow2'/></qemu>") },
+                { "disk without file", M("<qemu><disk target='vda'/></qemu>") },
+                { "disk empty file", M("<qemu><disk target='vda' file=''/></qemu>") },
+                { "disk target with comma", M("<qemu><disk target='vda,x=y' file='a'/></qemu>") },
+                { "disk target with slash", M("<qemu><disk target='a/b' file='a'/></qemu>") },
+                { "disk file with comma", M("<qemu><disk target='vda' file='a,b.qcow2'/></qemu>") },
+                { "disk format with option", M("<qemu><disk target='vda' file='a' format='qcow2,file.locking=off'/></qemu>") },
+                { "disk empty format", M("<qemu><disk target='vda' file='a' format=''/></qemu>") },
+                { "disk serial with comma", M("<qemu><disk target='vda' file='a' serial='a,b'/></qemu>") },
+                { "duplicate target", M("<qemu><disk target='vda' file='a'/><disk target='vda' file='b'/></qemu>") },
+                { "kernel with comma", M("<qemu><kernel>/boot/a,b</kernel></qemu>") },
+                { "empty initrd", M("<qemu><initrd></initrd></qemu>") },
+        };
+#undef M
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                DomainConfig *c = NULL;
+                int r;
+
+                r = parse(cases[i].xml, &c);
+                CHECK(r == -EINVAL, "%s: got %d, want -EINVAL", cases[i].what, r);
+                domain_config_free(c);
+        }
+}
+
 static void write_file(const char *dir, const char *name, const char *content) {
         char path[8192];
         FILE *f;
@@ -251,6 +372,8 @@ int main(void) {
 
         test_good();
         test_bad();
+        test_managed();
+        test_managed_bad();
         test_dir();
 
         (void) nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
