@@ -183,6 +183,9 @@ static int on_live_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static void memory_check_events(CreateJob *j) {
         if (j->undoing || j->cont)
                 return;
+        /* Aborted: do not switch the disks; the MIGRATION "cancelled" event ends the job. */
+        if (j->abort_requested && j->step == STEP_MEMORY)
+                return;
 
         if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && j->ev_switchover) {
                 j->ev_switchover = false;
@@ -266,6 +269,9 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         j->migration_started = true;
         j->fd_added = false;
         j->memory_step = MEMORY_WAIT;
+        /* AbortJob came while migrate was in flight: cancel now that there is a save. */
+        if (j->abort_requested)
+                (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
 
         (void) sd_event_add_time_relative(j->domain->manager->event, &j->progress_timer, CLOCK_MONOTONIC,
                                           PROGRESS_INTERVAL_USEC, 0, on_progress_timer, j);
