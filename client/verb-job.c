@@ -50,7 +50,7 @@ static int snapshot_job(sd_bus *bus, const VerbArgs *a, const char *method, cons
 
         r = bus_call_job(bus, m, domain_path, &(JobOptions) {
                                  .no_progress = verb_has(a, "no-progress"),
-                                 .no_abort_prompt = true },
+                                 .not_abortable = true },
                          &error, NULL);
         if (r < 0)
                 return log_bus_error(&error, r, "Failed to %s snapshot '%s' of domain '%s'",
@@ -81,6 +81,8 @@ int verb_abort(sd_bus *bus, const VerbArgs *a) {
                             NULL, NULL);
         if (r < 0)
                 return log_bus_error(&error, r, "Failed to abort the job of domain '%s'", a->args[0]);
+        /* snapshotd rolls the job back; its caller gets Aborted once that is done. */
+        printf("Job of domain %s aborting\n", a->args[0]);
         return 0;
 }
 

@@ -310,6 +310,62 @@ static void print_field(const char *label, const char *value) {
         printf("%-16s%s\n", label, isempty(value) ? "-" : value);
 }
 
+/* The header of an external memory image, read from the file itself: the daemon only
+ * knows where it is. Labels as in print_info(), the header's fields indented below. */
+static void print_memory_image(const char *path) {
+        const char *format;
+        SaveHeader h;
+        char reason[256];
+        int r;
+
+        r = save_header_read(path, &h);
+        if (r < 0) {
+                save_header_error(r, &h, reason, sizeof(reason));
+                printf("%-16sunreadable: %s\n", "Memory Image:", reason);
+                return;
+        }
+
+        if (h.complete)
+                printf("%-16scomplete (%s)\n", "Memory Image:", h.magic);
+        else
+                printf("%-16spartial (%s): the save never completed; not restorable\n", "Memory Image:", h.magic);
+
+        format = save_header_format_name(h.format);
+        printf("  %-14s%u%s\n", "Version:", h.version, h.version == 2 ? "" : " (snapshotd writes 2)");
+        printf("  %-14s%u bytes (domain XML and padding)\n", "Data Length:", h.data_len);
+        printf("  %-14s%s\n", "Was Running:", h.was_running ? "yes" : "no");
+        printf("  %-14s%u (%s)\n", "Format:", h.format, format ?: "unknown");
+        printf("  %-14s%llu", "Stream Offset:", (unsigned long long) h.stream_offset);
+        if (h.stream_offset > h.size)
+                printf(" (beyond the end of the file: truncated)\n");
+        else
+                printf(" (%llu bytes of stream)\n", (unsigned long long) (h.size - h.stream_offset));
+}
+
+static json_t *memory_image_json(const char *path) {
+        SaveHeader h;
+        char reason[256];
+        int r;
+
+        r = save_header_read(path, &h);
+        if (r < 0) {
+                save_header_error(r, &h, reason, sizeof(reason));
+                return json_pack("{s:s}", "error", reason);
+        }
+
+        return json_pack("{s:s, s:b, s:b, s:I, s:I, s:b, s:I, s:s?, s:I, s:I}",
+                         "magic", h.magic,
+                         "complete", h.complete,
+                         "partial", h.partial,
+                         "version", (json_int_t) h.version,
+                         "data_len", (json_int_t) h.data_len,
+                         "was_running", h.was_running != 0,
+                         "format", (json_int_t) h.format,
+                         "format_name", save_header_format_name(h.format),
+                         "stream_offset", (json_int_t) h.stream_offset,
+                         "size", (json_int_t) h.size);
+}
+
 static int print_info(sd_bus *bus, const SnapshotInfo *s) {
         _cleanup_free_ char *domain = NULL, *parent = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -352,18 +408,8 @@ static int print_info(sd_bus *bus, const SnapshotInfo *s) {
 
         print_field("Memory:", s->memory);
         print_field("Memory File:", s->memory_file);
-        if (!isempty(s->memory_file)) {
-                SaveHeader h;
-
-                r = save_header_read(s->memory_file, &h);
-                if (r < 0)
-                        printf("%-16sunreadable: %s\n", "Memory Image:", r == -EBADMSG ? "not a memory image" : strerror(-r));
-                else
-                        printf("%-16s%s (%s), version %u, XML %u bytes, was %s, format %u, stream at %llu, %llu bytes\n",
-                               "Memory Image:", h.complete ? "complete" : "partial", h.magic, h.version, h.data_len,
-                               h.was_running ? "running" : "paused", h.format,
-                               (unsigned long long) h.stream_offset, (unsigned long long) h.size);
-        }
+        if (!isempty(s->memory_file))
+                print_memory_image(s->memory_file);
         print_field("Quiesced:", s->quiesced ? "yes" : "no");
 
         printf("%-16s", "Disks:");
@@ -395,15 +441,9 @@ int verb_info(sd_bus *bus, const VerbArgs *a) {
                 return r;
 
         if (json) {
-                SaveHeader h;
-
-                if (!isempty(s.memory_file) && save_header_read(s.memory_file, &h) >= 0)
-                        json_object_set_new(s.json, "MemoryImage",
-                                            json_pack("{s:s, s:b, s:I, s:I, s:b, s:I, s:I}", "magic", h.magic,
-                                                      "complete", h.complete, "version", (json_int_t) h.version,
-                                                      "data_len", (json_int_t) h.data_len, "was_running", h.was_running,
-                                                      "format", (json_int_t) h.format,
-                                                      "stream_offset", (json_int_t) h.stream_offset));
+                if (!isempty(s.memory_file) &&
+                    json_object_set_new(s.json, "MemoryImage", memory_image_json(s.memory_file)) < 0)
+                        return log_error_errno(ENOMEM, "Out of memory.");
                 r = json_print(s.json);
                 if (r < 0)
                         return log_error_errno(r, "Failed to format JSON: %m");
