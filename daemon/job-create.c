@@ -829,7 +829,7 @@ static void on_resume(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err && err->error == -EIO && j->migration_done && j->cont_retries++ < 1000) {
                 j->retry_timer = sd_event_source_disable_unref(j->retry_timer);
                 if (sd_event_add_time_relative(j->domain->manager->event, &j->retry_timer, CLOCK_MONOTONIC,
-                                               USEC_PER_MSEC, 0, on_retry_resume, j) >= 0)
+                                               USEC_PER_MSEC, 1, on_retry_resume, j) >= 0)
                         return;
         }
         if (err && !(j->plan.halt && err->error == -ECONNRESET))

@@ -274,7 +274,7 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
                 (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
 
         (void) sd_event_add_time_relative(j->domain->manager->event, &j->progress_timer, CLOCK_MONOTONIC,
-                                          PROGRESS_INTERVAL_USEC, 0, on_progress_timer, j);
+                                          PROGRESS_INTERVAL_USEC, 10 * USEC_PER_MSEC, on_progress_timer, j);
         if (job_is_live(j)) {
                 live_timeout = (uint64_t) (j->req.live_timeout ?: LIVE_TIMEOUT_DEFAULT_SEC) * USEC_PER_SEC;
                 (void) sd_event_add_time_relative(j->domain->manager->event, &j->live_timer, CLOCK_MONOTONIC,
