@@ -189,27 +189,6 @@ static int method_create_snapshot_xml(sd_bus_message *m, void *userdata, sd_bus_
         return domain_create(d, m, &req, error);
 }
 
-static int reply_snapshot_list(sd_bus_message *m, Snapshot **l, size_t n) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        int r;
-
-        r = sd_bus_message_new_method_return(m, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "o");
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                r = sd_bus_message_append(reply, "o", l[i]->path);
-                if (r < 0)
-                        return r;
-        }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
-}
-
 static int method_list_snapshots(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         _cleanup_free_ Snapshot **l = NULL;
         Domain *d = userdata;
@@ -233,7 +212,7 @@ static int method_list_snapshots(sd_bus_message *m, void *userdata, sd_bus_error
         r = domain_list_snapshots(d, NULL, flags, !(flags & SNAPSHOT_LIST_ROOTS), &l, &n);
         if (r < 0)
                 return r;
-        return reply_snapshot_list(m, l, n);
+        return snapshot_reply_paths(m, l, n);
 }
 
 static int method_lookup_snapshot(sd_bus_message *m, void *userdata, sd_bus_error *error) {

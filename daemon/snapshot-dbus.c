@@ -84,6 +84,19 @@ static int append_paths(sd_bus_message *reply, Snapshot **l, size_t n) {
         return sd_bus_message_close_container(reply);
 }
 
+int snapshot_reply_paths(sd_bus_message *m, Snapshot **l, size_t n) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = append_paths(reply, l, n);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 static int property_get_children(sd_bus *bus, const char *path, const char *interface, const char *property,
                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         _cleanup_free_ Snapshot **l = NULL;
@@ -159,7 +172,6 @@ static int method_get_xml_desc(sd_bus_message *m, void *userdata, sd_bus_error *
 }
 
 static int method_list_children(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ Snapshot **l = NULL;
         Snapshot *s = userdata;
         uint64_t flags;
@@ -182,13 +194,7 @@ static int method_list_children(sd_bus_message *m, void *userdata, sd_bus_error 
         r = domain_list_snapshots(s->domain, s, flags, flags & SNAPSHOT_LIST_DESCENDANTS, &l, &n);
         if (r < 0)
                 return r;
-        r = sd_bus_message_new_method_return(m, &reply);
-        if (r < 0)
-                return r;
-        r = append_paths(reply, l, n);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return snapshot_reply_paths(m, l, n);
 }
 
 static int method_revert(sd_bus_message *m, void *userdata, sd_bus_error *error) {

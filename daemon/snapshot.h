@@ -40,3 +40,5 @@ bool snapshot_matches_filter(const Snapshot *s, size_t n_children, uint64_t flag
 extern const sd_bus_vtable snapshot_vtable[];
 int snapshot_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found, sd_bus_error *error);
 int snapshot_build_path(const char *domain_path, const char *name, char **ret);
+/* Replies to m with the object paths of l (an "ao"). */
+int snapshot_reply_paths(sd_bus_message *m, Snapshot **l, size_t n);

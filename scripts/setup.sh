@@ -17,6 +17,8 @@ PACKAGES=(
         clang libclang-rt-14-dev
         # polkit and unit checks
         polkitd systemd
+        # benchmarks (bench/run draws its plot with it)
+        gnuplot-nox
 )
 
 missing=()
