@@ -15,7 +15,14 @@
  *    be merged by this version, and says so.
  *  - internal snapshot: QEMU's snapshot-delete job removes it from the qcow2 images.
  *  - external memory image: removed.
- * Everything is checked before anything changes; the merges themselves are QEMU jobs. */
+ * Everything is checked before anything changes; the merges themselves are QEMU jobs.
+ *
+ * Crash safety: the job keeps a journal (journal.h) — the snapshots it deletes, and before
+ * the first merge of one, the merges planned. A delete only ever goes forward: a snapshotd
+ * that died mid-delete finishes it when it comes back (delete_job_resume). It first waits
+ * out the commits QEMU still runs for it (cancelled: a commit is simply started again), then
+ * runs the job again over what is left; a merge that had completed (the overlay out of the
+ * chain, its base in its place) is recognised from the journal and only tidied up. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +32,10 @@
 
 #include "domain-managed.h"
 #include "domain.h"
+#include "failpoint.h"
 #include "job-delete.h"
+#include "job-settle.h"
+#include "journal.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -47,9 +57,11 @@ typedef struct Merge {
         bool active;            /* O is the top: active commit */
         bool offline;           /* O is on a branch not running: QEMU has nothing of it */
         bool keep;              /* offline, and a child still stands on O */
+        bool merged;            /* resumed: a dead snapshotd's commit had already completed */
 } Merge;
 
 typedef enum DeleteStep {
+        DELETE_SETTLE,          /* resumed: wait out the commits a dead snapshotd left */
         DELETE_INSPECT,         /* query-block + query-named-block-nodes for the next snapshot */
         DELETE_NODES,
         DELETE_MERGE,           /* per disk: block-commit, wait, complete */
@@ -81,9 +93,16 @@ struct DeleteJob {
         uint64_t call;
         void (*cont)(DeleteJob *j, json_t *reply, const QmpError *err);
         sd_bus_error error;
+
+        Journal *journal;
+        json_t *resume_merges;  /* resumed: the merges the dead job had planned */
+        char *resume_snapshot;  /* ...for this snapshot */
+        JobSettle *settle;
+        int failpoint_key;      /* the step (and merge) whose failpoint was checked last */
 };
 
 static void delete_next(DeleteJob *j);
+static bool job_failpoint(DeleteJob *j, const char *name, int key);
 
 static void merge_clear(Merge *m) {
         free(m->target);
@@ -113,6 +132,10 @@ DeleteJob *delete_job_free(DeleteJob *j) {
         free(j->queue);
         free(j->block_job_id);
         free(j->ev_error);
+        journal_free(j->journal);
+        json_decref(j->resume_merges);
+        free(j->resume_snapshot);
+        job_settle_free(j->settle);
         sd_event_source_disable_unref(j->timer);
         sd_bus_message_unref(j->request);
         sd_bus_error_free(&j->error);
@@ -221,6 +244,17 @@ static void job_finish(DeleteJob *j) {
         Domain *d = j->domain;
         int r;
 
+        /* Done or refused, the job is over: nothing is left for a recovery to go on with. A
+         * failed merge leaves the snapshot whole (its record names every file still). */
+        if (j->journal) {
+                r = journal_remove(j->journal);
+                if (r < 0)
+                        log_warning_errno(r, "Domain '%s': cannot remove the delete journal: %m", domain_name(d));
+        }
+        if (!j->request)
+                log_info("Domain '%s': recovery %s the interrupted delete%s%s.", domain_name(d),
+                         sd_bus_error_is_set(&j->error) ? "could not finish" : "finished",
+                         sd_bus_error_is_set(&j->error) ? ": " : "", strempty(j->error.message));
         if (j->request) {
                 if (sd_bus_error_is_set(&j->error))
                         r = sd_bus_reply_method_error(j->request, &j->error);
@@ -338,6 +372,78 @@ static int plan_offline(DeleteJob *j, Snapshot *s, const SnapshotDiskDef *disk, 
         return 0;
 }
 
+/* Resumed after a crash: was O's merge into B one the dead job had planned, and did it
+ * complete (O out of the chain, B in it)? Then only its nodes, its file and the children's
+ * records are left to do. Returns 1 when so, 0 when O is simply not in the chain. */
+static int plan_resumed(DeleteJob *j, Snapshot *s, const SnapshotDiskDef *disk, const char *base, json_t *inserted,
+                        json_t *nodes, Merge *m) {
+        json_t *e, *img, *node;
+        bool planned = false;
+        size_t i;
+
+        if (!j->resume_merges || !streq_ptr(j->resume_snapshot, snapshot_name(s)))
+                return 0;
+        json_array_foreach(j->resume_merges, i, e)
+                if (streq_ptr(json_string_value(json_object_get(e, "target")), disk->target) &&
+                    streq_ptr(json_string_value(json_object_get(e, "overlay")), disk->file) &&
+                    streq_ptr(json_string_value(json_object_get(e, "base")), base))
+                        planned = true;
+        if (!planned)
+                return 0;
+        for (img = json_object_get(inserted, "image"); img; img = json_object_get(img, "backing-image"))
+                if (streq_ptr(file_of(img), base))
+                        break;
+        if (!img)
+                return 0;
+
+        m->merged = true;
+        m->target = strdup(disk->target);
+        m->overlay = strdup(disk->file);
+        m->base = strdup(base);
+        m->active = streq_ptr(file_of(json_object_get(inserted, "image")), base);
+        if (!m->target || !m->overlay || !m->base)
+                return -ENOMEM;
+        /* Our blockdev-add'ed nodes of O outlive the commit until blockdev-del. */
+        json_array_foreach(nodes, i, node) {
+                const char *f = json_string_value(json_object_get(node, "file"));
+                const char *name = json_string_value(json_object_get(node, "node-name"));
+                bool is_file = streq_ptr(json_string_value(json_object_get(node, "drv")), "file");
+
+                if (!streq_ptr(f, disk->file) || !name)
+                        continue;
+                if (!is_file && !m->overlay_node)
+                        m->overlay_node = strdup(name);
+                else if (is_file && !m->overlay_file_node)
+                        m->overlay_file_node = strdup(name);
+        }
+        log_info("Domain '%s': recovery finds '%s' already merged into '%s'.", domain_name(j->domain), disk->file, base);
+        return 1;
+}
+
+/* Before the first commit: what a resumed job needs to recognise a merge that completed. */
+static int journal_merges(DeleteJob *j, Snapshot *s) {
+        json_t *a = json_array();
+
+        if (!a)
+                return -ENOMEM;
+        for (size_t i = 0; i < j->n_merges; i++) {
+                Merge *m = &j->merges[i];
+
+                if (m->offline)
+                        continue;
+                if (json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "target", m->target, "overlay", m->overlay,
+                                                       "base", m->base)) < 0) {
+                        json_decref(a);
+                        return -ENOMEM;
+                }
+        }
+        if (journal_put(j->journal, "merging", json_string(snapshot_name(s))) < 0) {
+                json_decref(a);
+                return -ENOMEM;
+        }
+        return journal_set(j->journal, "merges", a);
+}
+
 /* Plans the merges of one external snapshot against the running chain. */
 static int plan_merges(DeleteJob *j, Snapshot *s, json_t *nodes) {
         size_t n = 0;
@@ -388,6 +494,13 @@ static int plan_merges(DeleteJob *j, Snapshot *s, json_t *nodes) {
                 while (img && !streq_ptr(file_of(img), disk->file))
                         img = json_object_get(img, "backing-image");
                 if (!img) {
+                        r = plan_resumed(j, s, disk, base, inserted, nodes, &j->merges[n]);
+                        if (r < 0)
+                                return r;
+                        if (r > 0) {
+                                n++;
+                                continue;
+                        }
                         /* Another branch than the one the domain runs: QEMU does not have O
                          * open, and B stays as it is (the running branch may need it). */
                         r = plan_offline(j, s, disk, base, &j->merges[n]);
@@ -456,6 +569,9 @@ static void on_nodes(DeleteJob *j, json_t *reply, const QmpError *err) {
                          j->error.message);
                 return job_finish(j);
         }
+        r = journal_merges(j, s);
+        if (r < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal: %s", strerror(-r));
         j->step = DELETE_MERGE;
         delete_next(j);
 }
@@ -492,6 +608,8 @@ static void on_commit_started(DeleteJob *j, json_t *reply, const QmpError *err) 
                 j->waiting_ready = true;
         else
                 j->waiting_done = true;
+        if (job_failpoint(j, "delete-commit", -1 - (int) j->merge_cursor))
+                return;
         merge_done(j);
 }
 
@@ -511,6 +629,8 @@ static void merge_done(DeleteJob *j) {
         if (j->cont)
                 return;
         if (j->ev_ready && j->waiting_ready) {
+                if (job_failpoint(j, "delete-complete", -1000 - (int) j->merge_cursor))
+                        return;
                 j->ev_ready = false;
                 j->waiting_ready = false;
                 return job_qmp(j, "block-job-complete", json_pack("{s:s}", "device", j->block_job_id), on_complete);
@@ -663,9 +783,42 @@ static int rebase_children(DeleteJob *j, Snapshot *s) {
         return 0;
 }
 
+/* Failpoints (failpoint.h), one per step and per merge, each checked once: true when the
+ * step is not to go on (the job failed or hangs). */
+static const char *const step_failpoints[] = {
+        [DELETE_INSPECT] = "delete-inspect",
+        [DELETE_MERGE] = "delete-merge",
+        [DELETE_DROP_NODES] = "delete-drop",
+        [DELETE_INTERNAL] = "delete-internal",
+        [DELETE_FORGET] = "delete-forget",
+};
+
+static bool job_failpoint(DeleteJob *j, const char *name, int key) {
+        FailpointAction a;
+
+        if (!name || j->failpoint_key == key)
+                return false;
+        j->failpoint_key = key;
+        a = failpoint(name);
+        if (a == FAILPOINT_ERROR)
+                job_fail(j, SNAPSHOT_ERROR_FAILED, "Failpoint '%s'", name);
+        return a != FAILPOINT_NONE;
+}
+
+static bool step_failpoint(DeleteJob *j) {
+        int key = 1 + (int) j->step + 16 * (int) (j->merge_cursor + 64 * j->cursor);
+
+        if ((size_t) j->step >= ELEMENTSOF(step_failpoints) || (j->step == DELETE_MERGE && j->merge_cursor >= j->n_merges))
+                return false;
+        return job_failpoint(j, step_failpoints[j->step], key);
+}
+
 static void delete_next(DeleteJob *j) {
         Snapshot *s = current_target(j);
         int r;
+
+        if (s && step_failpoint(j))
+                return;
 
         log_debug("Domain '%s': delete step %d, snapshot '%s', merge %zu/%zu.", domain_name(j->domain), (int) j->step,
                   s ? snapshot_name(s) : "-", j->merge_cursor, j->n_merges);
@@ -674,6 +827,9 @@ static void delete_next(DeleteJob *j) {
                 return job_finish(j);
 
         switch (j->step) {
+        case DELETE_SETTLE:
+                return; /* job_settle's callback moves on */
+
         case DELETE_INSPECT:
                 (void) domain_send_progress(j->domain, JOB_NAME, "validate", j->cursor, j->n_queue - j->cursor, j->n_queue);
                 if (snapshot_has_internal(s)) {
@@ -700,7 +856,9 @@ static void delete_next(DeleteJob *j) {
                         return delete_next(j);
                 }
                 m = &j->merges[j->merge_cursor];
-                if (m->offline) {
+                if (m->merged && m->active)
+                        (void) domain_set_active_disk(j->domain, m->target, m->base, "qcow2");
+                if (m->offline || m->merged) {
                         j->merge_cursor++;
                         return delete_next(j);
                 }
@@ -732,11 +890,11 @@ static void delete_next(DeleteJob *j) {
                                 j->merge_cursor++;
                                 continue;
                         }
-                        if (j->drop_sub == 0) {
+                        if (j->drop_sub == 0 && m->overlay_node) {
                                 j->drop_sub = 1;
                                 return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", m->overlay_node), on_drop);
                         }
-                        if (j->drop_sub == 1 && m->overlay_file_node) {
+                        if (j->drop_sub <= 1 && m->overlay_file_node) {
                                 j->drop_sub = 2;
                                 return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", m->overlay_file_node),
                                                on_drop);
@@ -793,9 +951,53 @@ static void delete_next(DeleteJob *j) {
         }
 }
 
+static DeleteJob *delete_job_new(Domain *d) {
+        DeleteJob *j = calloc(1, sizeof(DeleteJob));
+        uint32_t tag;
+
+        if (!j)
+                return NULL;
+        j->domain = d;
+        j->step = DELETE_INSPECT;
+        if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
+                tag = (uint32_t) rand();
+        snprintf(j->tag, sizeof(j->tag), "%08x", tag);
+        return j;
+}
+
+static void delete_job_run(DeleteJob *j) {
+        Domain *d = j->domain;
+
+        disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
+        d->delete_job = j;
+        (void) domain_emit_changed(d, "Job");
+        delete_next(j);
+}
+
+/* Before anything changes: what is to be deleted, by name, in order. */
+static int journal_begin(DeleteJob *j, const char *named) {
+        json_t *queue = json_array();
+        int r;
+
+        if (!queue)
+                return -ENOMEM;
+        for (size_t i = 0; i < j->n_queue; i++)
+                if (json_array_append_new(queue, json_string(snapshot_name(j->queue[i]))) < 0) {
+                        json_decref(queue);
+                        return -ENOMEM;
+                }
+        r = journal_new(&j->journal, j->domain->manager->state_dir, domain_name(j->domain), "snapshot-delete");
+        if (r < 0) {
+                json_decref(queue);
+                return r;
+        }
+        if (journal_put(j->journal, "snapshot", json_string(named)) < 0 || journal_put(j->journal, "queue", queue) < 0)
+                return -ENOMEM;
+        return journal_sync(j->journal);
+}
+
 int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error) {
         DeleteJob *j;
-        uint32_t tag;
         int r;
 
         if (!qmp_is_connected(d->qmp))
@@ -804,24 +1006,75 @@ int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
                                          "(flag 'metadata-only' forgets the snapshot and keeps its files)",
                                          domain_name(d), domain_state_to_string(d->state));
 
-        j = calloc(1, sizeof(DeleteJob));
+        j = delete_job_new(d);
         if (!j)
                 return -ENOMEM;
-        j->domain = d;
         j->flags = flags;
         r = delete_order(d, s, flags, &j->queue, &j->n_queue);
+        if (r >= 0)
+                r = journal_begin(j, snapshot_name(s));
         if (r < 0) {
                 delete_job_free(j);
-                return r;
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal: %s", strerror(-r));
         }
-        if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
-                tag = (uint32_t) rand();
-        snprintf(j->tag, sizeof(j->tag), "%08x", tag);
         j->request = sd_bus_message_ref(m);
+        delete_job_run(j);
+        return 1;
+}
 
-        disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
+static void on_settled(void *userdata, json_t *jobs, int err) {
+        DeleteJob *j = userdata;
+
+        j->settle = job_settle_free(j->settle);
+        if (err < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "The commits of the interrupted delete did not end: %s",
+                                strerror(-err));
+        j->step = DELETE_INSPECT;
+        delete_next(j);
+}
+
+int delete_job_resume(Domain *d, json_t *journal) {
+        json_t *queue = json_object_get(journal, "queue"), *name;
+        DeleteJob *j;
+        size_t i;
+        int r;
+
+        j = delete_job_new(d);
+        if (!j)
+                return log_oom();
+        j->queue = calloc(json_array_size(queue) + 1, sizeof(Snapshot *));
+        r = journal_new(&j->journal, d->manager->state_dir, domain_name(d), "snapshot-delete");
+        if (!j->queue || r < 0) {
+                delete_job_free(j);
+                return log_oom();
+        }
+        /* What the dead job already forgot is done with. */
+        json_array_foreach(queue, i, name) {
+                Snapshot *s = domain_find_snapshot(d, json_string_value(name) ?: "");
+
+                if (s)
+                        j->queue[j->n_queue++] = s;
+        }
+        j->resume_merges = json_incref(json_object_get(journal, "merges"));
+        if (json_string_value(json_object_get(journal, "merging")))
+                j->resume_snapshot = strdup(json_string_value(json_object_get(journal, "merging")));
+        /* Keep the journal's content: dying again, the next recovery knows as much. */
+        (void) journal_put(j->journal, "snapshot", json_incref(json_object_get(journal, "snapshot")));
+        (void) journal_put(j->journal, "queue", json_incref(queue));
+        if (j->resume_merges) {
+                (void) journal_put(j->journal, "merges", json_incref(j->resume_merges));
+                (void) journal_put(j->journal, "merging", json_incref(json_object_get(journal, "merging")));
+        }
+
+        log_info("Domain '%s': recovering an interrupted delete of '%s': %zu snapshot(s) left to delete.",
+                 domain_name(d), strempty(json_string_value(json_object_get(journal, "snapshot"))), j->n_queue);
+        /* The domain is busy from here; nothing moves before QEMU's jobs have ended. */
+        j->step = DELETE_SETTLE;
+        disk_cache_clear(&d->disk_cache);
         d->delete_job = j;
         (void) domain_emit_changed(d, "Job");
-        delete_next(j);
+        r = job_settle(d, "sd", true, on_settled, j, &j->settle);
+        if (r < 0)
+                job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         return 1;
 }

@@ -21,3 +21,5 @@ int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
 DeleteJob *delete_job_free(DeleteJob *j);
 void delete_job_on_event(DeleteJob *j, const char *event, json_t *data);
 void delete_job_on_job_event(DeleteJob *j, const char *event, json_t *data);
+/* A dead snapshotd's delete, from its journal: finished (see job-delete.c). Returns 1. */
+int delete_job_resume(Domain *d, json_t *journal);

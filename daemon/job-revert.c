@@ -8,7 +8,14 @@
  *    image's migration stream with -incoming. Only a managed domain can be restarted.
  * Afterwards the guest runs or stays paused as the snapshot was (was_running for a memory
  * image), unless RUNNING or PAUSED says otherwise. The current snapshot moves to it, and
- * nothing the revert replaced is deleted. */
+ * nothing the revert replaced is deleted.
+ *
+ * Crash safety (internal): the job keeps a journal (journal.h) naming the snapshot and QEMU's
+ * load job, and marks when the load succeeded. A revert cannot go back — the state it
+ * replaced is gone once the load started — so a snapshotd that died mid-revert finishes it
+ * when it comes back (revert_job_resume): it waits for QEMU's load job, and when that
+ * succeeded, sets the guest running or paused and the current snapshot as the revert would
+ * have. A load that never started changed nothing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,7 +25,10 @@
 #include <unistd.h>
 
 #include "domain.h"
+#include "failpoint.h"
 #include "job-revert.h"
+#include "job-settle.h"
+#include "journal.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -43,6 +53,10 @@ struct RevertJob {
         void (*cont)(RevertJob *j, json_t *reply, const QmpError *err);
         sd_bus_error error;
 
+        Journal *journal;       /* internal reverts */
+        JobSettle *settle;      /* resumed: waiting for the dead snapshotd's load job */
+        bool resumed_loaded;    /* resumed: the journal said the load had succeeded */
+
         RevertExternal ext;     /* the restart path (job-revert-external.c) */
 };
 
@@ -54,6 +68,8 @@ RevertJob *revert_job_free(RevertJob *j) {
         if (j->call)
                 qmp_cancel(j->domain->qmp, j->call);
         revert_external_clear(&j->ext);
+        journal_free(j->journal);
+        job_settle_free(j->settle);
         free(j->job_id);
         free(j->job_error);
         sd_bus_message_unref(j->request);
@@ -87,6 +103,13 @@ void revert_job_finish(RevertJob *j) {
                         r = sd_bus_reply_method_return(j->request, NULL);
                 if (r < 0)
                         log_warning_errno(r, "Domain '%s': failed to reply to Revert: %m", domain_name(d));
+        } else
+                log_info("Domain '%s': recovery %s the interrupted revert to '%s'.", domain_name(d),
+                         sd_bus_error_is_set(&j->error) ? "could not finish" : "finished", snapshot_name(s));
+        if (j->journal) {
+                r = journal_remove(j->journal);
+                if (r < 0)
+                        log_warning_errno(r, "Domain '%s': cannot remove the revert journal: %m", domain_name(d));
         }
         (void) domain_send_progress(d, JOB_NAME, "done", 0, 0, 0);
         d->revert_job = NULL;
@@ -154,6 +177,15 @@ bool revert_job_want_running(RevertJob *j, bool was_running) {
 
 /* ---- internal: snapshot-load ---- */
 
+/* True when the step is not to go on (the job failed, or hangs). */
+static bool revert_failpoint(RevertJob *j, const char *name) {
+        FailpointAction a = failpoint(name);
+
+        if (a == FAILPOINT_ERROR)
+                revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "Failpoint '%s'", name);
+        return a != FAILPOINT_NONE;
+}
+
 enum {
         INTERNAL_NODES,
         INTERNAL_LOAD,
@@ -200,6 +232,10 @@ static void on_nodes(RevertJob *j, json_t *reply, const QmpError *err) {
                 return revert_job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                        "Snapshot '%s' lives in '%s', which the domain does not have open any more",
                                        snapshot_name(j->snapshot), strempty(missing));
+        if (revert_failpoint(j, "revert-load")) {
+                json_decref(devices);
+                return;
+        }
         (void) domain_send_progress(j->domain, JOB_NAME, "memory", 0, 0, 0);
         args = json_pack("{s:s, s:s, s:s, s:o}", "job-id", j->job_id, "tag", snapshot_name(j->snapshot),
                          "vmstate", vmstate, "devices", devices);
@@ -218,6 +254,9 @@ static void on_jobs(RevertJob *j, json_t *reply, const QmpError *err) {
                                 free(j->job_error);
                                 j->job_error = e ? strdup(e) : NULL;
                         }
+        /* Said before the job is dismissed: a recovery that finds no job then knows it ran. */
+        if (!j->job_error && j->journal && journal_set(j->journal, "loaded", json_true()) < 0)
+                log_warning("Domain '%s': cannot write the revert journal.", domain_name(j->domain));
         (void) qmp_call(j->domain->qmp, "job-dismiss", json_pack("{s:s}", "id", j->job_id), -1, 0, NULL, NULL, NULL);
         if (j->job_error)
                 return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU could not load snapshot '%s': %s",
@@ -230,6 +269,8 @@ void revert_job_on_reply_next(RevertJob *j, json_t *reply, const QmpError *err) 
         if (err)
                 return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "%s", err->desc ?: strerror(-err->error));
         if (j->step == INTERNAL_LOAD) {
+                if (revert_failpoint(j, "revert-loading"))
+                        return;
                 j->waiting_job = true;
                 if (j->ev_concluded)
                         revert_next(j);
@@ -264,11 +305,15 @@ static void revert_next(RevertJob *j) {
         case INTERNAL_QUERY:
                 return;
         case INTERNAL_STATE:
+                if (revert_failpoint(j, "revert-state"))
+                        return;
                 run = revert_job_want_running(j, !streq_ptr(j->snapshot->def->state, "paused"));
                 j->step = INTERNAL_DONE;
                 (void) domain_send_progress(j->domain, JOB_NAME, "resume", 0, 0, 0);
                 return revert_job_qmp(j, run ? "cont" : "stop", NULL, -1, revert_job_on_reply_next);
         case INTERNAL_DONE:
+                if (revert_failpoint(j, "revert-done"))
+                        return;
                 return revert_job_finish(j);
         }
 }
@@ -324,6 +369,21 @@ int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
                 return -ENOMEM;
         }
 
+        if (snapshot_is_internal_full(s)) {
+                r = journal_new(&j->journal, d->manager->state_dir, domain_name(d), "snapshot-revert");
+                if (r >= 0 && (journal_put(j->journal, "snapshot", json_string(snapshot_name(s))) < 0 ||
+                               journal_put(j->journal, "load_job", json_string(j->job_id)) < 0 ||
+                               journal_put(j->journal, "flags", json_integer((json_int_t) flags)) < 0))
+                        r = -ENOMEM;
+                if (r >= 0)
+                        r = journal_sync(j->journal);
+                if (r < 0) {
+                        revert_job_free(j);
+                        return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal: %s",
+                                                 strerror(-r));
+                }
+        }
+
         disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
         d->revert_job = j;
         (void) domain_emit_changed(d, "Job");
@@ -332,5 +392,61 @@ int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
                 revert_next(j);
         else
                 revert_external_start(j);
+        return 1;
+}
+
+/* Resumed: QEMU's load job (if it is still there) has ended. */
+static void on_settled(void *userdata, json_t *jobs, int err) {
+        RevertJob *j = userdata;
+        json_t *job = json_array_get(jobs, 0);
+
+        j->settle = job_settle_free(j->settle);
+        if (err < 0)
+                return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU's load job did not end: %s", strerror(-err));
+        if (job && json_string_value(json_object_get(job, "error")))
+                return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU could not load snapshot '%s': %s",
+                                       snapshot_name(j->snapshot),
+                                       json_string_value(json_object_get(job, "error")));
+        /* No job and not marked loaded: the dead snapshotd never started it. */
+        if (!job && !j->resumed_loaded)
+                return revert_job_fail(j, SNAPSHOT_ERROR_ABORTED, "The load had not started; nothing changed");
+        j->step = INTERNAL_STATE;
+        revert_next(j);
+}
+
+int revert_job_resume(Domain *d, json_t *journal) {
+        const char *name = json_string_value(json_object_get(journal, "snapshot"));
+        const char *load_job = json_string_value(json_object_get(journal, "load_job"));
+        Snapshot *s = name ? domain_find_snapshot(d, name) : NULL;
+        RevertJob *j;
+        int r;
+
+        if (!s || !load_job) {
+                log_warning("Domain '%s': the interrupted revert's snapshot '%s' is gone; dropping its journal.",
+                            domain_name(d), strempty(name));
+                (void) journal_delete(d->manager->state_dir, domain_name(d));
+                return 0;
+        }
+        j = calloc(1, sizeof(RevertJob));
+        if (!j)
+                return log_oom();
+        j->domain = d;
+        j->snapshot = s;
+        j->flags = (uint64_t) json_integer_value(json_object_get(journal, "flags"));
+        j->resumed_loaded = json_is_true(json_object_get(journal, "loaded"));
+        j->job_id = strdup(load_job);
+        r = journal_new(&j->journal, d->manager->state_dir, domain_name(d), "snapshot-revert");
+        if (!j->job_id || r < 0) {
+                revert_job_free(j);
+                return log_oom();
+        }
+        log_info("Domain '%s': recovering an interrupted revert to '%s'.", domain_name(d), name);
+        j->step = INTERNAL_QUERY; /* nothing moves until on_settled */
+        disk_cache_clear(&d->disk_cache);
+        d->revert_job = j;
+        (void) domain_emit_changed(d, "Job");
+        r = job_settle(d, load_job, false, on_settled, j, &j->settle);
+        if (r < 0)
+                revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         return 1;
 }

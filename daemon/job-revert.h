@@ -47,3 +47,6 @@ void revert_external_start(RevertJob *j);
 void revert_external_on_event(RevertJob *j, const char *event, json_t *data);
 void revert_external_on_disconnect(RevertJob *j);
 void revert_external_clear(RevertExternal *e);
+
+/* A dead snapshotd's internal revert, from its journal: finished (see job-revert.c). */
+int revert_job_resume(Domain *d, json_t *journal);

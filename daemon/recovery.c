@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Finishing what a dead snapshotd left: a create job's journal (journal.h) says what the job
+/* Finishing what a dead snapshotd left. A delete or a revert is resumed by its own job
+ * (job-delete.c, job-revert.c). A create job's journal (journal.h) says what the job
  * had done when it died. Recovery, when the domain's QEMU is reachable again:
  *   thaw the guest if it was frozen; cancel a memory save and put the migration settings
  *   back; then look at QEMU's block graph — if the disks had already switched to the new
@@ -16,6 +17,8 @@
 #include <unistd.h>
 
 #include "domain.h"
+#include "job-delete.h"
+#include "job-revert.h"
 #include "journal.h"
 #include "log.h"
 #include "macro.h"
@@ -336,16 +339,30 @@ static void recovery_next(Recovery *rc) {
 
 int domain_recover(Domain *d, bool qemu_reachable) {
         json_t *journal = NULL;
+        const char *job;
         Recovery *rc;
         int r;
 
-        if (d->recovery)
+        if (d->recovery || d->delete_job || d->revert_job)
                 return 0;
         r = journal_load(d->manager->state_dir, domain_name(d), &journal);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
                 return log_warning_errno(r, "Domain '%s': cannot read the job journal: %m", domain_name(d));
+
+        job = json_string_value(json_object_get(journal, "job"));
+        if (streq_ptr(job, "snapshot-delete") || streq_ptr(job, "snapshot-revert")) {
+                /* These go forward, not back: the job itself is run again from its journal. */
+                if (!qemu_reachable)
+                        r = 0;
+                else if (streq(job, "snapshot-delete"))
+                        r = delete_job_resume(d, journal);
+                else
+                        r = revert_job_resume(d, journal);
+                json_decref(journal);
+                return r;
+        }
 
         rc = calloc(1, sizeof(Recovery));
         if (!rc) {
