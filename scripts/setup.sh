@@ -15,8 +15,8 @@ PACKAGES=(
         python3 python3-gi gir1.2-glib-2.0 libxml2-utils libvirt-clients util-linux
         # fuzzing (tests/fuzz): clang and its libFuzzer/sanitizer runtime
         clang libclang-rt-14-dev
-        # polkit and unit checks
-        polkitd systemd
+        # polkit and unit checks; valgrind for the sanitize suite's leak check
+        polkitd systemd valgrind
         # benchmarks (bench/run draws its plot with it)
         gnuplot-nox
         # man pages (man/*.scd), shell completion, and the remote-host test (a real sshd on 127.0.0.1)

@@ -9,7 +9,8 @@
 #   require(cond, why)    skip normally, fail when CI=true
 #
 # Environment: SNAPSHOTD (daemon binary), SNAPSHOTD_BUILD_ROOT (cache location),
-# SNAPSHOTD_TEST_ACCEL=kvm|tcg, SNAPSHOTD_TEST_WRAPPER (e.g. "valgrind -q" for the
+# SNAPSHOTD_TEST_ACCEL=kvm|tcg, SNAPSHOTD_TEST_SLOW=1 (a sanitizer build: longer waits),
+# SNAPSHOTD_TEST_WRAPPER (e.g. "valgrind -q" for the
 # daemon), SNAPSHOTD_TEST_KEEP=1 (keep temp dirs), CI=true (skips become failures).
 
 import base64
@@ -696,7 +697,7 @@ class Bus:
         require(exe and os.access(exe, os.X_OK), "SNAPSHOTD does not name the built daemon")
         wrapper = shlex.split(os.environ.get("SNAPSHOTD_TEST_WRAPPER", ""))
         if timeout is None:
-            timeout = 60 if wrapper else 10
+            timeout = 60 if wrapper or os.environ.get("SNAPSHOTD_TEST_SLOW") else 10
         argv = wrapper + [exe, "--bus-address=" + self.address,
                           "--config-dir=" + config_dir, "--state-dir=" + state_dir]
         argv += list(extra_args)
@@ -721,7 +722,7 @@ class Bus:
         if not self.daemon:
             return None
         if timeout is None:
-            timeout = 60 if os.environ.get("SNAPSHOTD_TEST_WRAPPER") else 10
+            timeout = 60 if os.environ.get("SNAPSHOTD_TEST_WRAPPER") or os.environ.get("SNAPSHOTD_TEST_SLOW") else 10
         if self.daemon.poll() is None:
             self.daemon.send_signal(signal.SIGTERM)
         try:
