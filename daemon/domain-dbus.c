@@ -114,6 +114,8 @@ static int domain_create(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bu
         if (!(req->flags & SNAPSHOT_CREATE_NO_METADATA) && domain_find_snapshot(d, req->name))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_SNAPSHOT_EXISTS,
                                          "Domain '%s' already has a snapshot '%s'", domain_name(d), req->name);
+        if (!(req->flags & SNAPSHOT_CREATE_NO_METADATA) && d->n_snapshots >= manager_max_snapshots(d->manager))
+                return domain_error_too_many_snapshots(d, error);
         if (domain_busy(d))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY,
                                          "Domain '%s' is busy with job '%s'", domain_name(d), domain_job_name(d));

@@ -102,6 +102,12 @@ const char *domain_name(Domain *d) {
         return d->config->name;
 }
 
+int domain_error_too_many_snapshots(Domain *d, sd_bus_error *error) {
+        return sd_bus_error_setf(error, SNAPSHOT_ERROR_NO_SPACE,
+                                 "Domain '%s' has %zu snapshots, the most it may have (snapshotd --max-snapshots=%u); "
+                                 "delete some first", domain_name(d), d->n_snapshots, manager_max_snapshots(d->manager));
+}
+
 const char *domain_job_name(Domain *d) {
         return d->job ? "snapshot-create" : d->delete_job ? "snapshot-delete" :
                d->revert_job ? "snapshot-revert" : d->recovery ? "recovery" : "";

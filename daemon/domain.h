@@ -86,6 +86,8 @@ int domain_set_current(Domain *d, Snapshot *s);
 void domain_set_state(Domain *d, DomainState state);
 void domain_set_has_agent(Domain *d, bool b);
 const char *domain_job_name(Domain *d);
+/* NoSpace: the domain holds --max-snapshots already. */
+int domain_error_too_many_snapshots(Domain *d, sd_bus_error *error);
 static inline bool domain_busy(Domain *d) {
         /* A managed domain's Start or Stop under way counts too (domain_managed_busy()). */
         return d->job || d->delete_job || d->revert_job || d->recovery || d->pending_start || d->pending_stop ||

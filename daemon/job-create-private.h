@@ -85,6 +85,7 @@ typedef enum PrepareStep {
 
 struct CreateJob {
         Domain *domain;
+        uint64_t started_usec;          /* for the outcome's log line */
         sd_bus_message *request;
         CreateRequest req;
         CreatePlan plan;

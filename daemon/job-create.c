@@ -85,6 +85,10 @@ void job_finish(CreateJob *j, const char *path) {
                         log_warning_errno(r, "Domain '%s': cannot remove the job journal: %m", domain_name(d));
         }
 
+        if (!j->plan.validate_only)
+                log_job_outcome(domain_name(d), JOB_NAME, j->req.name, j->error.name, j->error.message,
+                                now_usec() - j->started_usec);
+
         /* Idle before the reply too: a caller's next call must not find the domain busy. */
         d->job = NULL;
         if (j->request) {
@@ -1233,6 +1237,8 @@ int create_job_start(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bus_er
         }
 
         j = calloc(1, sizeof(CreateJob));
+        if (j)
+                j->started_usec = now_usec();
         if (!j)
                 return -ENOMEM;
         j->domain = d;

@@ -72,6 +72,8 @@ typedef enum DeleteStep {
 
 struct DeleteJob {
         Domain *domain;
+        uint64_t started_usec;
+        char *named;            /* the snapshot the call named */
         sd_bus_message *request;
         uint64_t flags;
         char tag[16];
@@ -133,6 +135,7 @@ DeleteJob *delete_job_free(DeleteJob *j) {
         free(j->block_job_id);
         free(j->ev_error);
         journal_free(j->journal);
+        free(j->named);
         json_decref(j->resume_merges);
         free(j->resume_snapshot);
         job_settle_free(j->settle);
@@ -251,6 +254,8 @@ static void job_finish(DeleteJob *j) {
                 if (r < 0)
                         log_warning_errno(r, "Domain '%s': cannot remove the delete journal: %m", domain_name(d));
         }
+        log_job_outcome(domain_name(d), JOB_NAME, j->named, j->error.name, j->error.message,
+                        now_usec() - j->started_usec);
         if (!j->request)
                 log_info("Domain '%s': recovery %s the interrupted delete%s%s.", domain_name(d),
                          sd_bus_error_is_set(&j->error) ? "could not finish" : "finished",
@@ -958,6 +963,7 @@ static DeleteJob *delete_job_new(Domain *d) {
         if (!j)
                 return NULL;
         j->domain = d;
+        j->started_usec = now_usec();
         j->step = DELETE_INSPECT;
         if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
                 tag = (uint32_t) rand();
@@ -1010,7 +1016,8 @@ int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
         if (!j)
                 return -ENOMEM;
         j->flags = flags;
-        r = delete_order(d, s, flags, &j->queue, &j->n_queue);
+        j->named = strdup(snapshot_name(s));
+        r = j->named ? delete_order(d, s, flags, &j->queue, &j->n_queue) : -ENOMEM;
         if (r >= 0)
                 r = journal_begin(j, snapshot_name(s));
         if (r < 0) {
@@ -1055,6 +1062,7 @@ int delete_job_resume(Domain *d, json_t *journal) {
                 if (s)
                         j->queue[j->n_queue++] = s;
         }
+        j->named = strdup(json_string_value(json_object_get(journal, "snapshot")) ?: "");
         j->resume_merges = json_incref(json_object_get(journal, "merges"));
         if (json_string_value(json_object_get(journal, "merging")))
                 j->resume_snapshot = strdup(json_string_value(json_object_get(journal, "merging")));

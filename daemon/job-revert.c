@@ -39,6 +39,7 @@
 
 struct RevertJob {
         Domain *domain;
+        uint64_t started_usec;
         Snapshot *snapshot;
         sd_bus_message *request;
         uint64_t flags;
@@ -111,6 +112,8 @@ void revert_job_finish(RevertJob *j) {
                 if (r < 0)
                         log_warning_errno(r, "Domain '%s': cannot remove the revert journal: %m", domain_name(d));
         }
+        log_job_outcome(domain_name(d), JOB_NAME, snapshot_name(s), j->error.name, j->error.message,
+                        now_usec() - j->started_usec);
         (void) domain_send_progress(d, JOB_NAME, "done", 0, 0, 0);
         d->revert_job = NULL;
         (void) domain_emit_changed(d, "Job");
@@ -358,6 +361,7 @@ int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
         if (!j)
                 return -ENOMEM;
         j->domain = d;
+        j->started_usec = now_usec();
         j->snapshot = s;
         j->flags = flags;
         j->request = sd_bus_message_ref(m);
@@ -431,6 +435,7 @@ int revert_job_resume(Domain *d, json_t *journal) {
         if (!j)
                 return log_oom();
         j->domain = d;
+        j->started_usec = now_usec();
         j->snapshot = s;
         j->flags = (uint64_t) json_integer_value(json_object_get(journal, "flags"));
         j->resumed_loaded = json_is_true(json_object_get(journal, "loaded"));

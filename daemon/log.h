@@ -1,16 +1,34 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Logging for the daemon's own layers (never the protocol/codec code): one line to stderr
- * with a syslog priority prefix, which journald understands when run under systemd. */
+/* Logging for the daemon's own layers (never the protocol/codec code).
+ *
+ * Started by systemd with stderr connected to the journal ($JOURNAL_STREAM names it), each
+ * message goes to journald natively, with structured fields: SNAPSHOTD_DOMAIN (taken from
+ * the "Domain '<name>': " that starts every per-domain message), and for a job's outcome
+ * line SNAPSHOTD_SNAPSHOT, SNAPSHOTD_JOB, SNAPSHOTD_RESULT and SNAPSHOTD_DURATION_USEC.
+ * Otherwise: one plain line per message on stderr. */
 #pragma once
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "macro.h"
 
 void log_set_max_level(int level);
-void log_set_prefix_priority(int enabled);
+int log_get_max_level(void);
+/* "debug", "info", "notice", "warning", "err"/"error", "crit", "alert", "emerg" or 0-7. */
+int log_level_from_string(const char *s);
+/* Looks at $JOURNAL_STREAM and stderr: native journal output when they match. */
+void log_open(void);
+/* Tests and --log-target: force one (journal falls back to stderr when journald is absent). */
+void log_set_journal(bool journal);
 int log_internal(int level, int error, const char *format, ...) _printf_(3, 4);
+
+/* A job's outcome, one line: "Domain 'vm1': snapshot-create of 's1' succeeded in 0.213 s."
+ * error_name NULL for success. */
+void log_job_outcome(const char *domain, const char *job, const char *snapshot, const char *error_name,
+                     const char *error_message, uint64_t duration_usec);
 
 #define log_debug(...)   log_internal(7, 0, __VA_ARGS__)
 #define log_info(...)    log_internal(6, 0, __VA_ARGS__)

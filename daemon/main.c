@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ typedef struct Args {
         const char *state_dir;
         const char *runtime_dir;
         uint64_t idle_timeout_usec;
+        unsigned max_snapshots;
 } Args;
 
 static void help(void) {
@@ -34,12 +36,31 @@ static void help(void) {
                "     --state-dir=DIR      Snapshot metadata and default image dirs (default: %s)\n"
                "     --runtime-dir=DIR    Managed domains' sockets and logs (default: /run/snapshotd)\n"
                "     --idle-timeout=SEC   Exit after SEC seconds without calls or jobs (default: 0, never)\n"
-               "  -v --verbose            Log debug messages\n",
-               SNAPSHOT_BUS_NAME, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR);
+               "     --max-snapshots=N    Snapshots one domain may have (default: %u)\n"
+               "     --log-level=LEVEL    debug, info, notice, warning or err (default: info)\n"
+               "  -v --verbose            Log debug messages (--log-level=debug)\n",
+               SNAPSHOT_BUS_NAME, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, MANAGER_MAX_SNAPSHOTS_DEFAULT);
+}
+
+static int parse_unsigned(const char *option, const char *s, unsigned *ret) {
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno != 0 || *end || end == s || s[0] == '-' || v > UINT_MAX) {
+                log_error("Invalid %s value '%s'.", option, s);
+                return -EINVAL;
+        }
+        *ret = (unsigned) v;
+        return 0;
 }
 
 static int parse_args(int argc, char *argv[], Args *a) {
-        enum { ARG_VERSION = 0x100, ARG_BUS_ADDRESS, ARG_CONFIG_DIR, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_IDLE_TIMEOUT };
+        enum {
+                ARG_VERSION = 0x100, ARG_BUS_ADDRESS, ARG_CONFIG_DIR, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_IDLE_TIMEOUT,
+                ARG_MAX_SNAPSHOTS, ARG_LOG_LEVEL,
+        };
         static const struct option options[] = {
                 { "help",         no_argument,       NULL, 'h' },
                 { "version",      no_argument,       NULL, ARG_VERSION },
@@ -48,6 +69,8 @@ static int parse_args(int argc, char *argv[], Args *a) {
                 { "state-dir",    required_argument, NULL, ARG_STATE_DIR },
                 { "runtime-dir",  required_argument, NULL, ARG_RUNTIME_DIR },
                 { "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
+                { "max-snapshots", required_argument, NULL, ARG_MAX_SNAPSHOTS },
+                { "log-level",    required_argument, NULL, ARG_LOG_LEVEL },
                 { "verbose",      no_argument,       NULL, 'v' },
                 {}
         };
@@ -74,16 +97,29 @@ static int parse_args(int argc, char *argv[], Args *a) {
                         a->runtime_dir = optarg;
                         break;
                 case ARG_IDLE_TIMEOUT: {
-                        char *end;
-                        unsigned long v;
+                        unsigned v;
 
-                        errno = 0;
-                        v = strtoul(optarg, &end, 10);
-                        if (errno != 0 || *end || end == optarg) {
-                                log_error("Invalid --idle-timeout value '%s'.", optarg);
+                        if (parse_unsigned("--idle-timeout", optarg, &v) < 0)
+                                return -EINVAL;
+                        a->idle_timeout_usec = (uint64_t) v * USEC_PER_SEC;
+                        break;
+                }
+                case ARG_MAX_SNAPSHOTS:
+                        if (parse_unsigned("--max-snapshots", optarg, &a->max_snapshots) < 0)
+                                return -EINVAL;
+                        if (a->max_snapshots == 0) {
+                                log_error("--max-snapshots must be at least 1.");
                                 return -EINVAL;
                         }
-                        a->idle_timeout_usec = (uint64_t) v * USEC_PER_SEC;
+                        break;
+                case ARG_LOG_LEVEL: {
+                        int l = log_level_from_string(optarg);
+
+                        if (l < 0) {
+                                log_error("Invalid --log-level '%s': use debug, info, notice, warning, err or 0-7.", optarg);
+                                return -EINVAL;
+                        }
+                        log_set_max_level(l);
                         break;
                 }
                 case 'v':
@@ -106,11 +142,12 @@ static int run(int argc, char *argv[]) {
                 .config_dir = DEFAULT_CONFIG_DIR,
                 .state_dir = DEFAULT_STATE_DIR,
                 .runtime_dir = "/run/snapshotd",
+                .max_snapshots = MANAGER_MAX_SNAPSHOTS_DEFAULT,
         };
         int r;
 
-        /* Under systemd stderr goes to the journal, which reads the <N> priority prefix. */
-        log_set_prefix_priority(getenv("JOURNAL_STREAM") != NULL);
+        /* Under systemd, straight to the journal with structured fields. */
+        log_open();
 
         r = parse_args(argc, argv, &args);
         if (r <= 0)
@@ -135,6 +172,7 @@ static int run(int argc, char *argv[]) {
         if (r < 0)
                 return log_oom();
         m->idle_timeout_usec = args.idle_timeout_usec;
+        m->max_snapshots = args.max_snapshots;
 
         sigset_t mask;
         sigemptyset(&mask);

@@ -20,6 +20,7 @@ typedef struct Manager {
         size_t n_domains;
 
         uint64_t idle_timeout_usec;     /* 0: never exit on idle */
+        unsigned max_snapshots;         /* per domain; 0: MANAGER_MAX_SNAPSHOTS_DEFAULT */
         sd_event_source *idle_timer;
 
         struct PolkitRegistry *polkit;  /* authorization checks in flight (polkit.c) */
@@ -27,6 +28,14 @@ typedef struct Manager {
         bool exit_requested;            /* SIGTERM came while jobs ran: exit when they end */
         sd_event_source *exit_timer;
 } Manager;
+
+/* Enough for years of nightly snapshots and for the 1,000-in-a-chain benchmark; a bound on
+ * what one caller can make the daemon hold in memory. */
+#define MANAGER_MAX_SNAPSHOTS_DEFAULT 10000U
+
+static inline unsigned manager_max_snapshots(const Manager *m) {
+        return m->max_snapshots ? m->max_snapshots : MANAGER_MAX_SNAPSHOTS_DEFAULT;
+}
 
 int manager_new(Manager **ret, sd_event *event, const char *config_dir, const char *state_dir, const char *runtime_dir);
 Manager *manager_free(Manager *m);

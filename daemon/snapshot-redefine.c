@@ -125,6 +125,8 @@ int domain_redefine_snapshot(Domain *d, SnapshotDef *def_in, uint64_t flags, Sna
         r = check_def(d, def, flags, existing, error);
         if (r < 0)
                 return r;
+        if (!existing && d->n_snapshots >= manager_max_snapshots(m))
+                return domain_error_too_many_snapshots(d, error);
         if (flags & SNAPSHOT_CREATE_VALIDATE) {
                 *ret = NULL;
                 return 0;
