@@ -1,0 +1,204 @@
+#!/usr/bin/python3
+# Faults from outside snapshotd, on a real guest:
+#  - QEMU dies in the middle of the disk transaction: the daemon reaches QEMU through a
+#    proxy on its QMP socket, which kills QEMU (SIGKILL) the moment the `transaction` command
+#    passes; the call fails with Failed, and once QEMU is back nothing of the snapshot is
+#    left: no record, no overlay file, no journal; the domain takes the next snapshot;
+#  - the image file system fills up in the middle of a live memory save: the call fails,
+#    the partial image and the overlays are gone, the guest runs on its old disks.
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import snaptest
+from snaptest import (DOMAIN_IFACE, MANAGER_PATH, MANAGER_IFACE, SNAPSHOT_IFACE, ERROR_PREFIX, Bus, BusError, Guest)
+
+v = snaptest.variant
+wait_until = snaptest.wait_until
+
+
+class QmpProxy:
+    """Forwards QMP between snapshotd and QEMU; kills QEMU when a command matching
+    `trigger` goes by (before QEMU sees it)."""
+
+    def __init__(self, path, target):
+        self.path, self.target = path, target
+        self.trigger = None
+        self.on_trigger = None
+        self.fired = threading.Event()
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(4)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                u.connect(self.target)
+            except OSError:
+                c.close()
+                u.close()
+                continue
+            threading.Thread(target=self.pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(u, c, False), daemon=True).start()
+
+    def pump(self, src, dst, to_qemu):
+        try:
+            while True:
+                # getfd passes the memory image's fd along with the command: forward it too
+                data, fds, _, _ = socket.recv_fds(src, 65536, 8)
+                if not data:
+                    break
+                if to_qemu and self.trigger and self.trigger in data:
+                    self.trigger = None
+                    self.on_trigger()
+                    self.fired.set()
+                    break
+                if fds:
+                    socket.send_fds(dst, [data], fds)
+                    for fd in fds:
+                        os.close(fd)
+                else:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if not to_qemu:
+            src.close()
+            dst.close()
+
+    def close(self):
+        self.srv.close()
+
+
+class FaultsTest(unittest.TestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="snapf-", dir="/tmp")
+        cls.conf = os.path.join(cls.tmp, "conf")
+        cls.state = os.path.join(cls.tmp, "state")
+        cls.images = os.path.join(cls.tmp, "img")
+        os.makedirs(cls.images)
+        cls.bus = Bus(os.path.join(cls.tmp, "bus"))
+        os.makedirs(cls.bus.tmpdir)
+        cls.bus.start()
+        cls.guest = None
+        cls.start_guest()
+        cls.proxy = QmpProxy(os.path.join(cls.tmp, "proxy.sock"), cls.guest.qmp_sock)
+        snaptest.write_domain_config(cls.conf, "vm1", cls.proxy.path, cls.guest.qga_sock, cls.images)
+        cls.bus.start_daemon(cls.conf, cls.state)
+        cls.dom = cls.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm1",))[0]
+        wait_until(lambda: cls.bus.get_property(cls.dom, DOMAIN_IFACE, "State") == "running", 30, "running")
+
+    @classmethod
+    def start_guest(cls, dirty_mb=4):
+        if cls.guest:
+            cls.guest.stop()
+        cls.guest = Guest(os.path.join(cls.tmp, "g"), dirty_mb=dirty_mb)
+        cls.guest.start()
+        cls.guest.wait_ready()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.bus.stop_daemon()
+        log = cls.bus.read_daemon_log()
+        cls.bus.stop()
+        cls.proxy.close()
+        if cls.guest:
+            cls.guest.stop()
+        subprocess.run(["umount", "-q", cls.images])
+        if rc not in (None, 0):
+            raise AssertionError("snapshotd exited with %s; its log:\n%s" % (rc, log[-20000:]))
+        if os.environ.get("SNAPSHOTD_TEST_KEEP") != "1":
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def meta(self):
+        d = os.path.join(self.state, "snapshots", "vm1")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def journal(self):
+        return os.path.exists(os.path.join(self.state, "journal", "vm1.json"))
+
+    def create(self, name, opts):
+        return self.bus.call(self.dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "", opts), timeout=300)[0]
+
+    def test_01_qemu_killed_in_the_transaction(self):
+        meta, files = self.meta(), sorted(os.listdir(self.images))
+        self.proxy.trigger = b'"transaction"'
+        self.proxy.on_trigger = self.guest.kill
+        with self.assertRaises(BusError) as cm:
+            self.create("mid-tx", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.assertTrue(self.proxy.fired.is_set())
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed", cm.exception.message)
+        self.assertEqual(self.meta(), meta)
+        # QEMU back (a new process on the same disks): whatever the job left is tidied
+        self.start_guest()
+        wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "State") == "running", 30, "reconnect")
+        wait_until(lambda: not self.journal() and self.bus.get_property(self.dom, DOMAIN_IFACE, "Job") == "", 30,
+                   "recovery")
+        self.assertEqual(self.meta(), meta)
+        self.assertEqual(sorted(os.listdir(self.images)), files)
+        p = self.create("after-tx", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+        self.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=120)
+
+    def test_02_image_fs_fills_mid_save(self):
+        for f in os.listdir(self.images):
+            os.unlink(os.path.join(self.images, f))
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600m", "tmpfs", self.images], check=True)
+        meta = self.meta()
+        out = []
+
+        def save():
+            try:
+                out.append(self.create("fills", {"live": v("b", True), "memory": v("s", "external")}))
+            except BusError as e:
+                out.append(e)
+
+        t = threading.Thread(target=save)
+        t.start()
+        # Once QEMU writes the image, slow it down (on the test's own monitor) so the fill
+        # surely lands mid-save, then take every free block.
+        deadline = time.monotonic() + 60
+        while not out and time.monotonic() < deadline:
+            if self.guest.qmp("query-migrate").get("status") == "active":
+                self.guest.qmp("migrate-set-parameters", **{"max-bandwidth": 8 << 20})
+                break
+        self.assertFalse(out, "the save ended before it could be slowed down: %s" % out)
+        st = os.statvfs(self.images)
+        subprocess.run(["fallocate", "-l", str(st.f_bavail * st.f_frsize), os.path.join(self.images, "filler")],
+                       check=True)
+        t.join(300)
+        os.unlink(os.path.join(self.images, "filler"))
+        self.assertIsInstance(out[0], BusError, "the save finished before the file system filled")
+        self.assertIn(out[0].name, (ERROR_PREFIX + "Failed", ERROR_PREFIX + "NoSpace"), out[0].message)
+        sys.stderr.write("\nthe save failed with %s: %s\n" % (out[0].name, out[0].message))
+        self.assertEqual(os.listdir(self.images), [])
+        self.assertEqual(self.meta(), meta)
+        self.assertFalse(self.journal())
+        self.assertEqual(self.guest.status(), "running")
+        # and the next save, with room, works
+        p = self.create("fits", {"disk-only": v("b", True)})
+        self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
