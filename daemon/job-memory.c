@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "domain.h"
@@ -36,6 +37,8 @@
 #define LIVE_TIMEOUT_DEFAULT_SEC 120U
 #define LIVE_DOWNTIME_MS 20
 #define MEMORY_HEADROOM (64ULL << 20)
+/* Less free than this after a failed save: the file system filled up. */
+#define MEMORY_FULL_BELOW (1ULL << 20)
 #define CONT_RETRY_USEC (2 * USEC_PER_MSEC)
 #define MIGRATION_END_TIMEOUT_USEC (30 * USEC_PER_SEC)
 
@@ -377,6 +380,18 @@ void job_memory_next(CreateJob *j) {
         }
 }
 
+/* QEMU's MIGRATION event says only "failed". The common cause worth naming is a full file
+ * system (it passed the check up front, then filled, or a live save wrote more than RAM):
+ * look, rather than make another round trip for QEMU's error text. */
+static void memory_save_failed(CreateJob *j) {
+        const char *dir = j->domain->config->images_dir;
+        struct statvfs st;
+
+        if (dir && statvfs(dir, &st) >= 0 && (uint64_t) st.f_bavail * st.f_frsize < MEMORY_FULL_BELOW)
+                return job_fail(j, SNAPSHOT_ERROR_NO_SPACE, "QEMU failed to save the memory: '%s' is full", dir);
+        job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU failed to save the memory (migration failed)");
+}
+
 void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
         const char *status;
 
@@ -408,7 +423,7 @@ void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
                 j->ev_completed = true;
         memory_check_events(j);
         if (streq(status, "failed"))
-                job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU failed to save the memory (migration failed)");
+                memory_save_failed(j);
         else if (streq(status, "cancelled"))
                 job_fail(j, j->abort_requested ? SNAPSHOT_ERROR_ABORTED : SNAPSHOT_ERROR_FAILED,
                          j->abort_requested ? "Aborted by AbortJob" : "QEMU cancelled the memory save");
