@@ -9,6 +9,7 @@
 #include "job-create.h"
 #include "job-delete.h"
 #include "job-revert.h"
+#include "log.h"
 #include "recovery.h"
 #include "macro.h"
 #include "manager.h"
@@ -186,6 +187,7 @@ static void on_qmp_state(Qmp *q, bool connected, int error, void *userdata) {
 
         /* A new or lost connection: whatever we knew of QEMU's disks may be stale. */
         disk_cache_clear(&d->disk_cache);
+        d->stalled = false;
         if (connected) {
                 d->reconnect_attempt = 0;
                 domain_refresh_state(d);
@@ -297,8 +299,37 @@ void domain_connect_soon(Domain *d) {
                                                   50 * USEC_PER_MSEC, 0, on_reconnect_timer, d);
 }
 
+/* QEMU answers again after a stall: its state as it is now, and a job that could not finish
+ * its undo while QEMU was silent gets its recovery. */
+static void on_stall_probe(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        Domain *d = userdata;
+
+        if (err)
+                return; /* a timeout comes back through on_qmp_stall: probe again then */
+        d->stalled = false;
+        log_info("Domain '%s': QEMU answers again.", domain_name(d));
+        on_query_status(q, reply, NULL, d);
+        if (!domain_busy(d))
+                (void) domain_recover(d, true);
+}
+
+/* A QMP call timed out. QEMU is hung (or stopped): say so rather than wait on it, and keep
+ * asking, one query-status per timeout, until it answers. Other domains never wait on it. */
+static void on_qmp_stall(Qmp *q, const char *command, void *userdata) {
+        Domain *d = userdata;
+
+        if (!d->stalled)
+                log_warning("Domain '%s': QEMU did not answer '%s' in time; its state is unknown until it answers.",
+                            domain_name(d), command);
+        d->stalled = true;
+        domain_set_state(d, DOMAIN_STATE_UNKNOWN);
+        (void) qmp_call(d->qmp, "query-status", NULL, -1, 0, on_stall_probe, d, NULL);
+}
+
 int domain_start(Domain *d) {
         qmp_set_handlers(d->qmp, on_qmp_state, on_qmp_event, d);
+        qmp_set_stall_handler(d->qmp, on_qmp_stall);
+        qmp_set_default_timeout(d->qmp, d->manager->qmp_timeout_usec);
         if (qmp_connect(d->qmp) < 0) {
                 domain_set_state(d, DOMAIN_STATE_SHUTOFF);
                 domain_connect_failed(d);

@@ -28,6 +28,7 @@ typedef struct Domain {
         Qmp *qmp;
         Agent *agent;
         DomainState state;
+        bool stalled;           /* a QMP call timed out: state unknown until QEMU answers again */
         bool has_agent;
         sd_event_source *reconnect_timer;
         unsigned reconnect_attempt;

@@ -23,6 +23,7 @@ typedef struct Args {
         const char *runtime_dir;
         uint64_t idle_timeout_usec;
         unsigned max_snapshots;
+        unsigned qmp_timeout_sec;
 } Args;
 
 static void help(void) {
@@ -37,6 +38,7 @@ static void help(void) {
                "     --runtime-dir=DIR    Managed domains' sockets and logs (default: /run/snapshotd)\n"
                "     --idle-timeout=SEC   Exit after SEC seconds without calls or jobs (default: 0, never)\n"
                "     --max-snapshots=N    Snapshots one domain may have (default: %u)\n"
+               "     --qmp-timeout=SEC    How long QEMU may take to answer a command (default: 30)\n"
                "     --log-level=LEVEL    debug, info, notice, warning or err (default: info)\n"
                "  -v --verbose            Log debug messages (--log-level=debug)\n",
                SNAPSHOT_BUS_NAME, DEFAULT_CONFIG_DIR, DEFAULT_STATE_DIR, MANAGER_MAX_SNAPSHOTS_DEFAULT);
@@ -59,7 +61,7 @@ static int parse_unsigned(const char *option, const char *s, unsigned *ret) {
 static int parse_args(int argc, char *argv[], Args *a) {
         enum {
                 ARG_VERSION = 0x100, ARG_BUS_ADDRESS, ARG_CONFIG_DIR, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_IDLE_TIMEOUT,
-                ARG_MAX_SNAPSHOTS, ARG_LOG_LEVEL,
+                ARG_MAX_SNAPSHOTS, ARG_LOG_LEVEL, ARG_QMP_TIMEOUT,
         };
         static const struct option options[] = {
                 { "help",         no_argument,       NULL, 'h' },
@@ -71,6 +73,7 @@ static int parse_args(int argc, char *argv[], Args *a) {
                 { "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
                 { "max-snapshots", required_argument, NULL, ARG_MAX_SNAPSHOTS },
                 { "log-level",    required_argument, NULL, ARG_LOG_LEVEL },
+                { "qmp-timeout",  required_argument, NULL, ARG_QMP_TIMEOUT },
                 { "verbose",      no_argument,       NULL, 'v' },
                 {}
         };
@@ -109,6 +112,14 @@ static int parse_args(int argc, char *argv[], Args *a) {
                                 return -EINVAL;
                         if (a->max_snapshots == 0) {
                                 log_error("--max-snapshots must be at least 1.");
+                                return -EINVAL;
+                        }
+                        break;
+                case ARG_QMP_TIMEOUT:
+                        if (parse_unsigned("--qmp-timeout", optarg, &a->qmp_timeout_sec) < 0)
+                                return -EINVAL;
+                        if (a->qmp_timeout_sec == 0) {
+                                log_error("--qmp-timeout must be at least 1 second.");
                                 return -EINVAL;
                         }
                         break;
@@ -173,6 +184,7 @@ static int run(int argc, char *argv[]) {
                 return log_oom();
         m->idle_timeout_usec = args.idle_timeout_usec;
         m->max_snapshots = args.max_snapshots;
+        m->qmp_timeout_usec = (uint64_t) args.qmp_timeout_sec * USEC_PER_SEC;
 
         sigset_t mask;
         sigemptyset(&mask);

@@ -21,6 +21,7 @@ typedef struct Manager {
 
         uint64_t idle_timeout_usec;     /* 0: never exit on idle */
         unsigned max_snapshots;         /* per domain; 0: MANAGER_MAX_SNAPSHOTS_DEFAULT */
+        uint64_t qmp_timeout_usec;      /* QMP calls' default timeout; 0: the client's (30 s) */
         sd_event_source *idle_timer;
 
         struct PolkitRegistry *polkit;  /* authorization checks in flight (polkit.c) */

@@ -3,6 +3,7 @@
 #include "macro.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ struct QmpCall {
         sd_event_source *timer;
         /* Set when the call has failed and only waits for its callback to run from the loop. */
         int deferred_error;
+        char command[64];       /* for the stall handler: what QEMU did not answer */
 };
 
 struct Qmp {
@@ -42,7 +44,9 @@ struct Qmp {
 
         qmp_state_fn state_cb;
         qmp_event_fn event_cb;
+        qmp_stall_fn stall_cb;
         void *userdata;
+        uint64_t default_timeout_usec;   /* 0: QMP_DEFAULT_TIMEOUT_USEC */
 
         uint64_t next_id;
         QmpCall *calls;
@@ -197,12 +201,30 @@ static int qmp_on_defer(sd_event_source *source, void *userdata) {
         return 0;
 }
 
+static uint64_t qmp_default_timeout(Qmp *q) {
+        return q->default_timeout_usec ?: QMP_DEFAULT_TIMEOUT_USEC;
+}
+
+void qmp_set_default_timeout(Qmp *q, uint64_t usec) {
+        q->default_timeout_usec = usec;
+}
+
+void qmp_set_stall_handler(Qmp *q, qmp_stall_fn stall) {
+        q->stall_cb = stall;
+}
+
 static int qmp_on_call_timeout(sd_event_source *source, uint64_t usec, void *userdata) {
         QmpCall *c = userdata;
         Qmp *q = qmp_ref(c->qmp);
 
         /* The connection stays: a late reply finds no call with its id and is dropped. */
+        char command[sizeof(c->command)];
+
+        memcpy(command, c->command, sizeof(command));
+
         call_complete(q, c, NULL, &error_timeout);
+        if (q->stall_cb && q->state == QMP_READY)
+                q->stall_cb(q, command, q->userdata);
 
         qmp_unref(q);
         return 0;
@@ -223,6 +245,7 @@ static int qmp_send(Qmp *q, const char *command, json_t *args, int fd, uint64_t 
         c->qmp = q;
         c->id = q->next_id++;
         c->cb = cb;
+        snprintf(c->command, sizeof(c->command), "%s", command);
         c->userdata = userdata;
 
         msg = json_pack("{s:s, s:I}", "execute", command, "id", (json_int_t) c->id);
@@ -234,7 +257,7 @@ static int qmp_send(Qmp *q, const char *command, json_t *args, int fd, uint64_t 
         /* UINT64_MAX: no timer (the handshake's own calls, bounded by the handshake timer). */
         if (timeout_usec != UINT64_MAX) {
                 r = sd_event_add_time_relative(q->event, &c->timer, CLOCK_MONOTONIC,
-                                               timeout_usec ?: QMP_DEFAULT_TIMEOUT_USEC,
+                                               timeout_usec ?: qmp_default_timeout(q),
                                                USEC_PER_MSEC, qmp_on_call_timeout, c);
                 if (r < 0)
                         return r;
@@ -555,7 +578,7 @@ int qmp_connect(Qmp *q) {
         qmp_reset_probes(q);
 
         r = sd_event_add_time_relative(q->event, &q->handshake_timer, CLOCK_MONOTONIC,
-                                       QMP_DEFAULT_TIMEOUT_USEC, USEC_PER_MSEC,
+                                       qmp_default_timeout(q), USEC_PER_MSEC,
                                        qmp_on_handshake_timeout, q);
         if (r < 0)
                 return r;

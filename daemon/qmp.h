@@ -24,6 +24,8 @@ typedef void (*qmp_event_fn)(Qmp *q, const char *event, json_t *data, void *user
  * (and the errno) when the connection is lost or could not be made. Pending calls fail with
  * -ECONNRESET before it is called with false. */
 typedef void (*qmp_state_fn)(Qmp *q, bool connected, int error, void *userdata);
+/* stall: a call timed out (after its callback got -ETIMEDOUT); the connection stays. */
+typedef void (*qmp_stall_fn)(Qmp *q, const char *command, void *userdata);
 
 int qmp_new(Qmp **ret, sd_event *event, const char *socket_path);
 Qmp *qmp_ref(Qmp *q);
@@ -34,6 +36,10 @@ static inline void qmp_unrefp(Qmp **q) {
 }
 
 void qmp_set_handlers(Qmp *q, qmp_state_fn state, qmp_event_fn event, void *userdata);
+/* Called with the handlers' userdata. */
+void qmp_set_stall_handler(Qmp *q, qmp_stall_fn stall);
+/* The timeout of calls made with timeout_usec 0, and of the handshake (0: 30 s). */
+void qmp_set_default_timeout(Qmp *q, uint64_t usec);
 
 /* Start connecting (non-blocking). Returns 0 when the attempt started. */
 int qmp_connect(Qmp *q);

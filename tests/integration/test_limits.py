@@ -8,6 +8,7 @@
 
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -187,6 +188,39 @@ class LimitsTest(unittest.TestCase):
         finally:
             self.bus.stop_daemon()
             self.start_daemon()
+
+    def test_06_hung_qemu(self):
+        """vm3's QEMU stops answering (SIGSTOP): its calls fail after --qmp-timeout, it is
+        marked unknown, vm2 is served meanwhile, and it comes back when QEMU does."""
+        self.bus.stop_daemon()
+        self.start_daemon("--qmp-timeout=2")
+        g = self.guests["vm3"]
+        files = sorted(os.listdir(self.images["vm3"]))
+        n = len(self.snapshots("vm3"))
+        os.kill(g.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with self.assertRaises(BusError) as cm:
+                self.create("vm3", "hung")
+            took = time.monotonic() - t0
+            self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed", cm.exception.message)
+            self.assertIn("in time", cm.exception.message)
+            self.assertLess(took, 30)
+            self.assertEqual(self.bus.get_property(self.doms["vm3"], DOMAIN_IFACE, "State"), "unknown")
+            t0 = time.monotonic()
+            self.snapshots("vm2")
+            self.assertLess(time.monotonic() - t0, 1.0)
+            self.assertIn("Domain 'vm3': QEMU did not answer", self.bus.read_daemon_log())
+        finally:
+            os.kill(g.pid, signal.SIGCONT)
+        wait_until(lambda: self.bus.get_property(self.doms["vm3"], DOMAIN_IFACE, "State") == "running", 30,
+                   "vm3 answers again")
+        wait_until(lambda: not os.path.exists(os.path.join(self.state, "journal", "vm3.json")), 30, "recovery")
+        self.assertEqual(sorted(os.listdir(self.images["vm3"])), files)
+        self.assertEqual(len(self.snapshots("vm3")), n)
+        self.create("vm3", "after-hang")
+        self.bus.stop_daemon()
+        self.start_daemon()
 
     def test_05_bad_limit_option(self):
         r = subprocess.run([os.environ["SNAPSHOTD"], "--max-snapshots=0"], capture_output=True, text=True)
