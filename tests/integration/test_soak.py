@@ -163,7 +163,10 @@ class SoakTest(unittest.TestCase):
         self.assertIsNone(self.bus.daemon.poll(), "the daemon died")
         self.assertEqual(errors, [])
         self.assertGreater(stats["ok"], 20)
-        self.assertLess(rss_end, rss_start + 8 * 1024, "RSS grew by more than 8 MiB")
+        # Under ASan (the sanitize suite) freed memory sits in its quarantine: RSS says nothing
+        # there, leaks are ASan's to report.
+        if not os.environ.get("SNAPSHOTD_TEST_SLOW"):
+            self.assertLess(rss_end, rss_start + 8 * 1024, "RSS grew by more than 8 MiB")
 
         # metadata, files and QEMU agree
         for name, dom in self.doms.items():
