@@ -283,6 +283,9 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
                 (void) sd_event_add_time_relative(j->domain->manager->event, &j->live_timer, CLOCK_MONOTONIC,
                                                   live_timeout, 0, on_live_timer, j);
         }
+        if (j->migrate_early && !j->abort_requested)
+                /* The overlays now, while QEMU copies RAM; STEP_MEMORY comes back after them. */
+                return job_prepare_begin(j);
         memory_check_events(j);
 }
 
@@ -374,6 +377,8 @@ void job_memory_next(CreateJob *j) {
                 return job_qmp(j, "migrate", json_pack("{s:s}", "uri", uri), on_migrate);
         }
         case MEMORY_WAIT:
+                /* Back from preparing the overlays: convergence may have come meanwhile. */
+                return memory_check_events(j);
         case MEMORY_CONTINUE:
         case MEMORY_WAIT_DONE:
                 return; /* events move us on */
@@ -422,6 +427,12 @@ void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
         else if (streq(status, "completed"))
                 j->ev_completed = true;
         memory_check_events(j);
+        if (streq(status, "failed") || streq(status, "cancelled")) {
+                /* The save has ended already: the rollback must not wait for an end event that
+                 * will not come again (it did, for 30 s, after every AbortJob). */
+                j->migration_started = false;
+                (void) sd_event_source_set_enabled(j->progress_timer, SD_EVENT_OFF);
+        }
         if (streq(status, "failed"))
                 memory_save_failed(j);
         else if (streq(status, "cancelled"))
