@@ -283,9 +283,6 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
                 (void) sd_event_add_time_relative(j->domain->manager->event, &j->live_timer, CLOCK_MONOTONIC,
                                                   live_timeout, 0, on_live_timer, j);
         }
-        if (j->migrate_early && !j->abort_requested)
-                /* The overlays now, while QEMU copies RAM; STEP_MEMORY comes back after them. */
-                return job_prepare_begin(j);
         memory_check_events(j);
 }
 
@@ -377,8 +374,6 @@ void job_memory_next(CreateJob *j) {
                 return job_qmp(j, "migrate", json_pack("{s:s}", "uri", uri), on_migrate);
         }
         case MEMORY_WAIT:
-                /* Back from preparing the overlays: convergence may have come meanwhile. */
-                return memory_check_events(j);
         case MEMORY_CONTINUE:
         case MEMORY_WAIT_DONE:
                 return; /* events move us on */
