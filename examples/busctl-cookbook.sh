@@ -66,6 +66,13 @@ echo "busctl monitor saw $(grep -c 'Member=Progress' "$TMP/progress") Progress s
 awk '/Member=Progress/ { n = NR } { line[NR] = $0 } END { for (i = n; i <= NR && i < n + 16; i++) print line[i] }' "$TMP/progress"
 grep -q 'Member=Progress' "$TMP/progress"
 
+step "One disk only (vda, into an overlay the caller names; vdb left out)"
+# Newest of all, and deleted first: the snapshots after it would otherwise have to
+# rewrite the vdb image it keeps as it was.
+run busctl call org.example.Snapshot1 "$DOM" org.example.Snapshot1.Domain CreateSnapshot 'ssa{sv}' cb-vda "" 2 disk-only b true disks 'a(sss)' 2 vda external cb-vda-overlay.qcow2 vdb no ""
+VDA=$(busctl call org.example.Snapshot1 "$DOM" org.example.Snapshot1.Domain LookupSnapshot s cb-vda | path_of)
+run busctl get-property org.example.Snapshot1 "$VDA" org.example.Snapshot1.Snapshot Disks
+
 step "List the snapshots, look one up, read its properties and its XML"
 run busctl call org.example.Snapshot1 "$DOM" org.example.Snapshot1.Domain ListSnapshots t 0
 run busctl call org.example.Snapshot1 "$DOM" org.example.Snapshot1.Domain ListSnapshots t 1024
@@ -99,6 +106,7 @@ if busctl call org.example.Snapshot1 "$DOM" org.example.Snapshot1.Domain LookupS
 fi
 
 step "Delete, newest first: each external snapshot's overlay is merged down"
+run busctl --timeout=600 call org.example.Snapshot1 "$VDA" org.example.Snapshot1.Snapshot Delete t 0
 run busctl --timeout=600 call org.example.Snapshot1 "$LIVE" org.example.Snapshot1.Snapshot Delete t 0
 for s in cb-xml cb-disk cb-internal; do
         P=$(busctl call org.example.Snapshot1 "$DOM" org.example.Snapshot1.Domain LookupSnapshot s "$s" | path_of)
