@@ -133,6 +133,8 @@ struct CreateJob {
         json_t *saved_params;
         bool migration_changed;
         bool migration_started;
+        bool sync_pending, restore_pending;     /* the image syncs while the settings go back */
+        int sync_error;
         bool at_switchover;     /* pre-switchover: guest stopped, final pass not yet written */
         bool migration_done;
         bool waiting_migration_end;

@@ -6,7 +6,8 @@
  *   → prepare overlays (create file, blockdev-add file, blockdev-create qcow2, blockdev-add qcow2)
  *   → freeze → pause → transaction → thaw → resume/halt → metadata → reply.
  * Overlays are prepared before the freeze and the pause so that the guest is frozen or paused
- * only for the transaction itself.
+ * only for the transaction itself. (Not while QEMU copies RAM: QEMU 7.2 asserts in blk_ref
+ * when a blockdev-create job runs as a migration is cancelled.)
  *
  * Any failure before the transaction committed switches to the undo path, which runs every
  * undo step whether or not the previous one worked: thaw, resume, blockdev-del the nodes we
@@ -529,7 +530,9 @@ static int job_journal_begin(CreateJob *j) {
         }
         if (journal_put(j->journal, "nodes", nodes) < 0 || journal_put(j->journal, "files", files) < 0 ||
             journal_put(j->journal, "snapshot", json_string(j->req.name)) < 0 ||
-            journal_put(j->journal, "was_running", json_boolean(j->was_running)) < 0)
+            journal_put(j->journal, "was_running", json_boolean(j->was_running)) < 0 ||
+            /* said now: a paused save pauses the guest before anything else */
+            journal_put(j->journal, "paused", json_boolean(j->plan.pause)) < 0)
                 return -ENOMEM;
         return journal_sync(j->journal);
 }

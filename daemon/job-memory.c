@@ -26,6 +26,7 @@
 
 #include "domain.h"
 #include "job-create-private.h"
+#include "journal.h"
 #include "log.h"
 #include "manager.h"
 #include "path-util.h"
@@ -45,6 +46,10 @@
 /* Capabilities we set, and the value each gets during the save. auto-converge only for a
  * live save: it throttles the guest when it dirties memory faster than we write it. */
 static const char *const our_caps[] = { "events", "pause-before-switchover", "auto-converge" };
+
+static void sync_and_restore_done(CreateJob *j);
+static json_t *saved_caps_args(CreateJob *j);
+static void on_restore_caps(CreateJob *j, json_t *reply, const QmpError *err);
 
 static bool job_is_live(CreateJob *j) {
         return j->req.flags & SNAPSHOT_CREATE_LIVE;
@@ -318,9 +323,13 @@ static int open_image(CreateJob *j) {
         if (r < 0)
                 return r;
 
-        r = job_journal_note(j, "memory_file", json_string(j->memory_file));
-        if (r < 0)
-                return r;
+        /* Named in the journal with the migration settings (MEMORY_SET_CAPS), unless those
+         * were never changed. */
+        if (!j->migration_changed) {
+                r = job_journal_note(j, "memory_file", json_string(j->memory_file));
+                if (r < 0)
+                        return r;
+        }
         fd = image_file_create(j->domain->config->images_dir, j->memory_file);
         if (fd < 0)
                 return fd;
@@ -344,8 +353,10 @@ void job_memory_next(CreateJob *j) {
         case MEMORY_QUERY_PARAMS:
                 return job_qmp(j, "query-migrate-parameters", NULL, on_query_params);
         case MEMORY_SET_CAPS:
-                /* Recovery puts these back if we die with QEMU's settings changed. */
-                if (job_journal_note(j, "migration", json_pack("{s:O, s:O}", "caps", j->saved_caps,
+                /* Recovery puts these back if we die with QEMU's settings changed; the image
+                 * it may have to remove is named in the same write. */
+                if ((j->journal && journal_put(j->journal, "memory_file", json_string(j->memory_file)) < 0) ||
+                    job_journal_note(j, "migration", json_pack("{s:O, s:O}", "caps", j->saved_caps,
                                                                "params", j->saved_params)) < 0)
                         return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                 args = json_pack("{s:[{s:s,s:b},{s:s,s:b},{s:s,s:b}]}", "capabilities",
@@ -520,9 +531,19 @@ static void on_synced(int r, void *userdata) {
         CreateJob *j = userdata;
 
         j->worker = NULL;
-        if (r < 0)
-                return job_fail(j, r == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
-                                "Cannot write memory image '%s' to disk: %s", j->memory_file, strerror(-r));
+        j->sync_pending = false;
+        j->sync_error = r < 0 ? r : 0;
+        sync_and_restore_done(j);
+}
+
+/* The image syncs in a worker while QEMU's migration settings go back: whichever ends last
+ * moves on, to STEP_RESTORE (which then has nothing left to do). */
+static void sync_and_restore_done(CreateJob *j) {
+        if (j->sync_pending || j->restore_pending)
+                return;
+        if (j->sync_error < 0)
+                return job_fail(j, j->sync_error == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
+                                "Cannot write memory image '%s' to disk: %s", j->memory_file, strerror(-j->sync_error));
         j->step = STEP_RESTORE;
         job_next(j);
 }
@@ -535,9 +556,14 @@ void job_sync_next(CreateJob *j) {
                 return job_next(j);
         }
         job_progress(j, "sync", 0, 0);
+        j->sync_pending = true;
         r = worker_start(&j->worker, j->domain->manager->event, commit_image, &j->memory_fd, on_synced, j);
         if (r < 0)
-                on_synced(commit_image(&j->memory_fd), j);
+                return on_synced(commit_image(&j->memory_fd), j);
+        if (j->migration_changed && j->saved_caps) {
+                j->restore_pending = true;
+                job_qmp(j, "migrate-set-capabilities", saved_caps_args(j), on_restore_caps);
+        }
 }
 
 /* ---- restore the migration settings ---- */
@@ -550,6 +576,10 @@ static void on_restore_params(CreateJob *j, json_t *reply, const QmpError *err) 
         if (err)
                 log_warning("Domain '%s': cannot restore migration parameters: %s", domain_name(j->domain),
                             err->desc ?: strerror(-err->error));
+        if (j->restore_pending) {
+                j->restore_pending = false;
+                return sync_and_restore_done(j);
+        }
         j->step = STEP_METADATA;
         job_next(j);
 }
