@@ -264,8 +264,12 @@ static void domain_schedule_reconnect(Domain *d) {
  * is not our child: losing its socket is how we learn it ended); while the process exists
  * (starting, or started by an earlier snapshotd) its socket will answer. */
 static void domain_connect_failed(Domain *d) {
-        if (domain_is_managed(d) && !domain_managed_alive(d))
-                return domain_managed_lost(d);
+        if (domain_is_managed(d) && !domain_managed_alive(d)) {
+                domain_managed_lost(d);
+                /* A revert a dead snapshotd left may have stopped QEMU: it goes on without. */
+                (void) domain_recover(d, false);
+                return;
+        }
         domain_schedule_reconnect(d);
 }
 

@@ -5,7 +5,13 @@
  *
  *   stop QEMU → qemu-img create a new overlay per disk over the image the snapshot was taken
  *   on → record them as the disks' images → start QEMU (-incoming defer and -S with memory)
- *   → getfd + migrate-incoming from the image's stream offset → run or stay paused. */
+ *   → getfd + migrate-incoming from the image's stream offset → run or stay paused.
+ *
+ * Crash safety: before QEMU is stopped the journal holds each disk's image as it was, and
+ * each new overlay is named there before it is made. A failed revert puts the disks' images
+ * back (and removes its overlays), so the domain starts as it was; a snapshotd that died
+ * mid-revert does the same when it comes back, then runs the revert again — the caller asked
+ * for it, and QEMU may already be stopped. */
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -18,7 +24,9 @@
 
 #include "domain-managed.h"
 #include "domain.h"
+#include "failpoint.h"
 #include "job-revert.h"
+#include "journal.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -103,22 +111,69 @@ static int create_overlay(const char *base, const char *format, const char *path
         return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
+/* Each disk back on the image it had before the revert, and the overlays made for it gone:
+ * QEMU does not run on them (a failed revert leaves it stopped), the next Start must not
+ * either. Tolerates having been done already. */
+static void ext_undo(Domain *d, json_t *previous, json_t *created) {
+        size_t i;
+        json_t *p;
+
+        json_array_foreach(previous, i, p) {
+                const char *target = json_string_value(json_object_get(p, "target"));
+                const char *file = json_string_value(json_object_get(p, "file"));
+                const char *format = json_string_value(json_object_get(p, "format"));
+
+                if (target && file && !streq_ptr(domain_active_disk_file(d, target), file))
+                        (void) domain_set_active_disk(d, target, file, format ?: "qcow2");
+        }
+        json_array_foreach(created, i, p)
+                if (json_string_value(p) && unlink(json_string_value(p)) >= 0)
+                        log_info("Domain '%s': removed overlay '%s' of an unfinished revert.", domain_name(d),
+                                 json_string_value(p));
+}
+
+void revert_external_undo_journal(Domain *d, json_t *journal) {
+        ext_undo(d, json_object_get(journal, "previous"), json_object_get(journal, "created"));
+}
+
+static json_t *created_json(RevertExternal *e) {
+        json_t *a = json_array();
+
+        for (char **f = e->created; a && f && *f; f++)
+                json_array_append_new(a, json_string(*f));
+        return a;
+}
+
 static void ext_fail(RevertJob *j, const char *what, const char *arg) {
         RevertExternal *e = revert_job_external(j);
+        _cleanup_(json_decrefp) json_t *created = created_json(e);
 
-        /* The overlays this revert made go; the disks' images are left as the revert set
-         * them only when QEMU runs on them, which it does not after a failure. */
-        for (char **f = e->created; f && *f; f++)
-                (void) unlink(*f);
+        ext_undo(revert_job_domain(j), e->previous, created);
         revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "%s%s%s", what, arg ? ": " : "", strempty(arg));
 }
+
+static const char *const ext_failpoints[] = {
+        [EXT_STOP] = "revert-ext-stop",
+        [EXT_OVERLAYS] = "revert-ext-overlays",
+        [EXT_LAUNCH] = "revert-ext-launch",
+        [EXT_CAPS] = "revert-ext-caps",
+        [EXT_INCOMING] = "revert-ext-incoming",
+        [EXT_STATE] = "revert-ext-state",
+        [EXT_DONE] = "revert-ext-done",
+};
 
 static void on_launch(Domain *d, int error, void *userdata) {
         RevertJob *j = userdata;
         RevertExternal *e = revert_job_external(j);
 
         if (e->step == EXT_STOP) {
-                /* QEMU is gone: go on. */
+                /* A query-status answered before the quit (a revert resumed right after
+                 * connecting) is no sign QEMU has gone: wait on until it really has. */
+                if (domain_managed_active(d)) {
+                        d->launch_cb = on_launch;
+                        d->launch_userdata = j;
+                        return;
+                }
                 e->step = EXT_OVERLAYS;
                 return ext_next(j);
         }
@@ -164,6 +219,17 @@ static void ext_next(RevertJob *j) {
         uint64_t offset;
         int r;
 
+        if ((size_t) e->step < ELEMENTSOF(ext_failpoints) && ext_failpoints[e->step] && e->failpoint_step != e->step) {
+                FailpointAction a;
+
+                e->failpoint_step = e->step;
+                a = failpoint(ext_failpoints[e->step]);
+                if (a == FAILPOINT_HANG)
+                        return;
+                if (a == FAILPOINT_ERROR)
+                        return ext_fail(j, "Failpoint", ext_failpoints[e->step]);
+        }
+
         switch (e->step) {
         case EXT_STOP:
                 (void) domain_send_progress(d, "snapshot-revert", "pause", 0, 0, 0);
@@ -195,9 +261,6 @@ static void ext_next(RevertJob *j) {
                         if (asprintf(&path, "%s/%s.%s.r%08x.qcow2", d->config->images_dir, snapshot_name(s), target,
                                      tag) < 0)
                                 return ext_fail(j, "Out of memory", NULL);
-                        r = create_overlay(base, snapshot_base_format(s, target) ?: "qcow2", path);
-                        if (r < 0)
-                                return ext_fail(j, "Cannot create a new overlay over", base);
                         for (l = e->created; l && *l; l++)
                                 n++;
                         l = reallocarray(e->created, n + 2, sizeof(char *));
@@ -206,6 +269,12 @@ static void ext_next(RevertJob *j) {
                         e->created = l;
                         l[n] = strdup(path);
                         l[n + 1] = NULL;
+                        /* Named before it exists: a recovery removes it if we die now. */
+                        if (revert_job_journal(j) && journal_set(revert_job_journal(j), "created", created_json(e)) < 0)
+                                return ext_fail(j, "Cannot write the job journal", NULL);
+                        r = create_overlay(base, snapshot_base_format(s, target) ?: "qcow2", path);
+                        if (r < 0)
+                                return ext_fail(j, "Cannot create a new overlay over", base);
                         r = domain_set_active_disk(d, target, path, "qcow2");
                         if (r < 0)
                                 return ext_fail(j, "Cannot record the new image of disk", target);
@@ -276,10 +345,23 @@ static void ext_next(RevertJob *j) {
 
 void revert_external_start(RevertJob *j) {
         RevertExternal *e = revert_job_external(j);
+        Domain *d = revert_job_domain(j);
+        Journal *jn = revert_job_journal(j);
 
         e->active = true;
         e->memory_fd = -1;
+        e->failpoint_step = -1;
         e->step = EXT_STOP;
+        /* Before anything stops: each disk's image now, to go back to. */
+        e->previous = json_array();
+        for (size_t i = 0; e->previous && i < d->n_active; i++)
+                json_array_append_new(e->previous, json_pack("{s:s, s:s, s:s}", "target", d->active[i].target,
+                                                             "file", d->active[i].file, "format", d->active[i].format));
+        if (!e->previous)
+                return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        if (jn && (journal_put(jn, "external", json_true()) < 0 ||
+                   journal_set(jn, "previous", json_incref(e->previous)) < 0))
+                return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
         ext_next(j);
 }
 
@@ -288,4 +370,6 @@ void revert_external_clear(RevertExternal *e) {
                 close(e->memory_fd);
         strv_free(e->created);
         e->created = NULL;
+        json_decref(e->previous);
+        e->previous = NULL;
 }

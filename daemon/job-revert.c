@@ -169,6 +169,10 @@ RevertExternal *revert_job_external(RevertJob *j) {
         return &j->ext;
 }
 
+Journal *revert_job_journal(RevertJob *j) {
+        return j->journal;
+}
+
 /* Run or stay paused, as the snapshot was or as the caller asked. */
 bool revert_job_want_running(RevertJob *j, bool was_running) {
         if (j->flags & SNAPSHOT_REVERT_RUNNING)
@@ -373,19 +377,19 @@ int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
                 return -ENOMEM;
         }
 
-        if (snapshot_is_internal_full(s)) {
-                r = journal_new(&j->journal, d->manager->state_dir, domain_name(d), "snapshot-revert");
-                if (r >= 0 && (journal_put(j->journal, "snapshot", json_string(snapshot_name(s))) < 0 ||
-                               journal_put(j->journal, "load_job", json_string(j->job_id)) < 0 ||
-                               journal_put(j->journal, "flags", json_integer((json_int_t) flags)) < 0))
-                        r = -ENOMEM;
-                if (r >= 0)
-                        r = journal_sync(j->journal);
-                if (r < 0) {
-                        revert_job_free(j);
-                        return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal: %s",
-                                                 strerror(-r));
-                }
+        /* Internal: the load job to wait for. External: the journal's first write comes with
+         * each disk's image before the revert (revert_external_start). */
+        r = journal_new(&j->journal, d->manager->state_dir, domain_name(d), "snapshot-revert");
+        if (r >= 0 && (journal_put(j->journal, "snapshot", json_string(snapshot_name(s))) < 0 ||
+                       journal_put(j->journal, "flags", json_integer((json_int_t) flags)) < 0 ||
+                       (snapshot_is_internal_full(s) && journal_put(j->journal, "load_job", json_string(j->job_id)) < 0)))
+                r = -ENOMEM;
+        if (r >= 0 && snapshot_is_internal_full(s))
+                r = journal_sync(j->journal);
+        if (r < 0) {
+                revert_job_free(j);
+                return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal: %s",
+                                         strerror(-r));
         }
 
         disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
@@ -425,6 +429,36 @@ int revert_job_resume(Domain *d, json_t *journal) {
         RevertJob *j;
         int r;
 
+        if (json_is_true(json_object_get(journal, "external"))) {
+                /* Undone, then run again: QEMU may be stopped already, and the caller asked. */
+                revert_external_undo_journal(d, journal);
+                if (!s) {
+                        (void) journal_delete(d->manager->state_dir, domain_name(d));
+                        return 0;
+                }
+                j = calloc(1, sizeof(RevertJob));
+                if (!j)
+                        return log_oom();
+                j->domain = d;
+                j->snapshot = s;
+                j->started_usec = now_usec();
+                j->flags = (uint64_t) json_integer_value(json_object_get(journal, "flags"));
+                r = journal_new(&j->journal, d->manager->state_dir, domain_name(d), "snapshot-revert");
+                if (r >= 0 && (journal_put(j->journal, "snapshot", json_string(snapshot_name(s))) < 0 ||
+                               journal_put(j->journal, "flags", json_integer((json_int_t) j->flags)) < 0))
+                        r = -ENOMEM;
+                if (r < 0) {
+                        revert_job_free(j);
+                        return log_oom();
+                }
+                log_info("Domain '%s': recovering an interrupted revert to '%s': running it again.", domain_name(d),
+                         name);
+                disk_cache_clear(&d->disk_cache);
+                d->revert_job = j;
+                (void) domain_emit_changed(d, "Job");
+                revert_external_start(j);
+                return 1;
+        }
         if (!s || !load_job) {
                 log_warning("Domain '%s': the interrupted revert's snapshot '%s' is gone; dropping its journal.",
                             domain_name(d), strempty(name));

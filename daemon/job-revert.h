@@ -24,6 +24,8 @@ typedef struct RevertExternal {
         bool ev_completed;
         bool waiting_incoming;
         char **created;         /* overlays this revert created, for cleanup on failure */
+        json_t *previous;       /* [{target, file, format}]: each disk's image before the revert */
+        int failpoint_step;     /* the step whose failpoint was checked last */
 } RevertExternal;
 
 int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error);
@@ -47,6 +49,11 @@ void revert_external_start(RevertJob *j);
 void revert_external_on_event(RevertJob *j, const char *event, json_t *data);
 void revert_external_on_disconnect(RevertJob *j);
 void revert_external_clear(RevertExternal *e);
+/* The journal of the job (NULL when it has none). */
+struct Journal *revert_job_journal(RevertJob *j);
+/* A dead snapshotd's external revert: each disk back on its image before it, its overlays
+ * removed. */
+void revert_external_undo_journal(Domain *d, json_t *journal);
 
 /* A dead snapshotd's internal revert, from its journal: finished (see job-revert.c). */
 int revert_job_resume(Domain *d, json_t *journal);

@@ -354,7 +354,8 @@ int domain_recover(Domain *d, bool qemu_reachable) {
         job = json_string_value(json_object_get(journal, "job"));
         if (streq_ptr(job, "snapshot-delete") || streq_ptr(job, "snapshot-revert")) {
                 /* These go forward, not back: the job itself is run again from its journal. */
-                if (!qemu_reachable)
+                /* An external revert restarts QEMU itself: it needs none running. */
+                if (!qemu_reachable && !json_is_true(json_object_get(journal, "external")))
                         r = 0;
                 else if (streq(job, "snapshot-delete"))
                         r = delete_job_resume(d, journal);

@@ -331,6 +331,42 @@ class ManagedTest(unittest.TestCase):
         # nothing keeps reconnecting to it
         self.assertNotIn("Reconnect", S.bus.read_daemon_log()[-2000:])
 
+    def test_06_killed_during_external_revert(self):
+        """snapshotd SIGKILLed at each step of an external revert: started again, it puts the
+        disks back, removes the dead job's overlays and runs the revert again."""
+        self.start()
+        self.wait_agent()
+        self.marker("at-kx")
+        kx = self.create("kx", {"disk-only": v("b", True), "atomic": v("b", True)})
+        journal = os.path.join(S.state, "journal", "vm2.json")
+        for step in ("revert-ext-stop", "revert-ext-overlays", "revert-ext-launch", "revert-ext-state",
+                     "revert-ext-done"):
+            with self.subTest(step=step):
+                self.marker("after-kx")
+                overlays = sorted(f for f in os.listdir(S.images) if ".r" in f)
+                self.assertEqual(S.bus.stop_daemon(), 0)
+                os.environ["SNAPSHOTD_FAILPOINT"] = step + ":abort"
+                try:
+                    S.bus.start_daemon(S.conf, S.state, ["--runtime-dir=" + S.runtime])
+                finally:
+                    os.environ.pop("SNAPSHOTD_FAILPOINT")
+                wait_until(lambda: self.state() == "running", 20, "re-attached")
+                with self.assertRaises(BusError) as cm:
+                    S.bus.call(kx, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=120)
+                self.assertEqual(cm.exception.name, "org.freedesktop.DBus.Error.NoReply")
+                wait_until(lambda: S.bus.daemon.poll() is not None, 10, "daemon died")
+                self.assertTrue(os.path.exists(journal), "the dead revert left a journal")
+                S.bus.start_daemon(S.conf, S.state, ["--runtime-dir=" + S.runtime])
+                wait_until(lambda: not os.path.exists(journal) and self.state() == "running" and
+                           S.bus.get_property(S.dom, DOMAIN_IFACE, "Job") == "", 120, "recovery")
+                self.wait_agent()
+                # reverted: the disk is as it was at kx, and kx is current
+                self.assertEqual(self.marker(), "at-kx")
+                self.assertEqual(S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot"), kx)
+                # one new overlay per disk, whatever the dead job had made
+                after = sorted(f for f in os.listdir(S.images) if ".r" in f)
+                self.assertEqual(len(after), len(overlays) + 2, (overlays, after))
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
