@@ -9,11 +9,24 @@
 #include "client-output.h"
 #include "snapshot-bus.h"
 
-int bus_connect(const char *address, bool allow_interactive_authorization, sd_bus **ret) {
+static bool connected_remote = false;
+
+bool bus_is_remote(void) {
+        return connected_remote;
+}
+
+int bus_connect(const char *address, const char *host, bool allow_interactive_authorization, sd_bus **ret) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         int r;
 
-        if (address) {
+        if (host) {
+                /* sd-bus runs "ssh -xT [USER@]HOST systemd-stdio-bridge" and speaks D-Bus over
+                 * its stdin/stdout, as systemctl -H does. ssh's own complaints reach stderr. */
+                r = sd_bus_open_system_remote(&bus, host);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to connect to the system bus of '%s' over ssh: %m", host);
+                connected_remote = true;
+        } else if (address) {
                 r = sd_bus_new(&bus);
                 if (r < 0)
                         return log_error_errno(r, "Failed to allocate bus connection: %m");

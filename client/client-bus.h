@@ -14,7 +14,13 @@
  * still running. (A finite value: sd_bus_call(3) promises nothing for UINT64_MAX.) */
 #define CALL_TIMEOUT_JOB (UINT64_C(7) * 24 * 60 * 60 * 1000000)
 
-int bus_connect(const char *address, bool allow_interactive_authorization, sd_bus **ret);
+/* The system bus (which honours DBUS_SYSTEM_BUS_ADDRESS), the bus at address, or with host
+ * ("[USER@]HOST") the system bus of that machine through ssh and systemd-stdio-bridge. */
+int bus_connect(const char *address, const char *host, bool allow_interactive_authorization, sd_bus **ret);
+
+/* True once bus_connect() reached another machine: files the daemon names (a memory image)
+ * are not ours to read then. */
+bool bus_is_remote(void);
 
 /* Calls a method on snapshotd. On failure the error is in *error; nothing is logged. */
 int bus_call_method(

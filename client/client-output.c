@@ -52,6 +52,8 @@ int log_bus_error(const sd_bus_error *error, int r, const char *format, ...) {
         vfprintf(stderr, format, ap);
         va_end(ap);
 
+        exit_status_note(exit_status_from_bus_error(error));
+
         if (sd_bus_error_is_set(error)) {
                 if (!isempty(error->message))
                         fprintf(stderr, ": %s (%s)\n", error->message, error->name);
@@ -373,10 +375,25 @@ int json_from_properties(sd_bus_message *m, json_t **ret) {
         return json_from_dict(m, "{sv}", ret);
 }
 
+JsonMode arg_json = JSON_OFF;
+
+int json_mode_from_string(const char *s, JsonMode *ret) {
+        if (!s || streq(s, "pretty"))
+                *ret = JSON_PRETTY;
+        else if (streq(s, "short"))
+                *ret = JSON_SHORT;
+        else if (streq(s, "off"))
+                *ret = JSON_OFF;
+        else
+                return -EINVAL;
+        return 0;
+}
+
 int json_print(json_t *j) {
         _cleanup_free_ char *s = NULL;
 
-        s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        /* JSON_COMPACT drops the blanks after ',' and ':' too: one line, nothing to spare. */
+        s = json_dumps(j, (arg_json == JSON_SHORT ? JSON_COMPACT : JSON_INDENT(2)) | JSON_ENCODE_ANY);
         if (!s)
                 return -ENOMEM;
         puts(s);

@@ -7,10 +7,8 @@
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 
+#include "client-exit.h"
 #include "daemon/macro.h"     /* after jansson.h: provides json_decrefp */
-
-/* Exit codes: 1 for a failed operation, 2 for a command line we could not understand. */
-#define EXIT_USAGE 2
 
 /* "snapshotctl: <message>" on stderr. With an errno, %m in the format names it.
  * Both return -abs(error) (or -EINVAL for log_usage), so callers can "return log_...()". */
@@ -18,7 +16,7 @@ int log_error_errno(int error, const char *format, ...) _printf_(2, 3);
 int log_usage(const char *format, ...) _printf_(1, 2);
 
 /* A failed method call: "snapshotctl: <context>: <bus error message> (<error name>)", or
- * the errno text when the call failed locally. */
+ * the errno text when the call failed locally. Notes the exit status the error maps to. */
 int log_bus_error(const sd_bus_error *error, int r, const char *format, ...) _printf_(3, 4);
 
 /* CreationTime (µs since the epoch) as "YYYY-MM-DD HH:MM:SS +ZZZZ" in local time, like virsh. */
@@ -40,5 +38,18 @@ int json_from_bus_value(sd_bus_message *m, json_t **ret);
 /* Converts an a{sv} property dictionary (a GetAll reply) to a JSON object. */
 int json_from_properties(sd_bus_message *m, json_t **ret);
 
-/* Prints JSON with two-space indents and a trailing newline. */
+/* --json=MODE, for every verb that reads: one option for all of them (snapshotctl.c parses
+ * it), one printer. */
+typedef enum JsonMode {
+        JSON_OFF,
+        JSON_PRETTY,    /* two-space indents, one value per line */
+        JSON_SHORT,     /* the whole document on one line */
+} JsonMode;
+
+extern JsonMode arg_json;
+
+/* "pretty", "short", "off" (and NULL, a bare --json: pretty); -EINVAL otherwise. */
+int json_mode_from_string(const char *s, JsonMode *ret);
+
+/* Prints JSON in arg_json's mode (pretty when off) with a trailing newline. */
 int json_print(json_t *j);

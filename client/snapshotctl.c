@@ -16,34 +16,37 @@
 #include "snapshotctl.h"
 
 static const char *arg_address = NULL;
+static const char *arg_host = NULL;
 static bool arg_ask_password = true;
 
 /* Adding a verb: write its run (and maybe check) function and options, add a line here. */
 static const Verb verbs[] = {
         { "list-domains", "",                              "List the domains snapshotd knows",
-          0, 0, list_domains_options, NULL,            verb_list_domains },
+          0, 0, list_domains_options, check_list_domains, verb_list_domains, VERB_JSON },
         { "create-as",    "DOMAIN [NAME] [DESCRIPTION]",   "Create a snapshot described by options",
           1, 3, create_as_options,    check_create_as, verb_create_as    },
         { "create",       "DOMAIN FILE.xml",               "Create a snapshot from <domainsnapshot> XML ('-': stdin)",
           2, 2, create_options,       NULL,            verb_create       },
         { "list",         "DOMAIN",                        "List a domain's snapshots",
-          1, 1, list_options,         check_list,      verb_list         },
+          1, 1, list_options,         check_list,      verb_list,         VERB_JSON },
         { "dumpxml",      "DOMAIN SNAPSHOT",               "Show a snapshot's XML",
-          2, 2, dumpxml_options,      NULL,            verb_dumpxml      },
+          2, 2, dumpxml_options,      NULL,            verb_dumpxml,      VERB_JSON },
         { "info",         "DOMAIN SNAPSHOT",               "Show a snapshot's properties",
-          2, 2, info_options,         NULL,            verb_info         },
+          2, 2, NULL,                 NULL,            verb_info,         VERB_JSON },
         { "current",      "DOMAIN",                        "Show a domain's current snapshot",
-          1, 1, current_options,      NULL,            verb_current      },
+          1, 1, current_options,      NULL,            verb_current,      VERB_JSON },
         { "revert",       "DOMAIN SNAPSHOT",               "Bring the domain back to a snapshot",
           2, 2, revert_options,       NULL,            verb_revert       },
         { "delete",       "DOMAIN SNAPSHOT",               "Delete a snapshot (with its data unless --metadata)",
-          2, 2, delete_options,       NULL,            verb_delete       },
+          2, 2, delete_options,       check_delete,    verb_delete       },
+        { "prune",        "DOMAIN",                        "Delete the oldest snapshots so that --keep=N remain",
+          1, 1, prune_options,        check_prune,     verb_prune,        VERB_JSON },
         { "abort",        "DOMAIN",                        "Abort the domain's running job",
           1, 1, NULL,                 NULL,            verb_abort        },
         { "job",          "DOMAIN",                        "Show the domain's running job",
-          1, 1, NULL,                 NULL,            verb_job          },
+          1, 1, NULL,                 NULL,            verb_job,          VERB_JSON },
         { "parent",       "DOMAIN SNAPSHOT",               "Show a snapshot's parent",
-          2, 2, NULL,                 NULL,            verb_parent       },
+          2, 2, NULL,                 NULL,            verb_parent,       VERB_JSON },
         { "redefine",     "DOMAIN FILE.xml",               "Import or edit a snapshot's record ('-': stdin)",
           2, 2, redefine_options,     NULL,            verb_redefine     },
         { "start",        "DOMAIN",                        "Start a managed domain",
@@ -56,6 +59,7 @@ enum {
         ARG_VERSION = 0x100,
         ARG_ADDRESS,
         ARG_NO_ASK_PASSWORD,
+        ARG_JSON,
         ARG_VERB_OPTION = 0x1000,       /* + index into the verb's options */
 };
 
@@ -63,8 +67,14 @@ static const struct option global_options[] = {
         { "help",            no_argument,       NULL, 'h'                 },
         { "version",         no_argument,       NULL, ARG_VERSION         },
         { "address",         required_argument, NULL, ARG_ADDRESS         },
+        { "host",            required_argument, NULL, 'H'                 },
+        { "json",            optional_argument, NULL, ARG_JSON            },
         { "no-ask-password", no_argument,       NULL, ARG_NO_ASK_PASSWORD },
 };
+
+/* The short options getopt takes besides the verbs' long ones: ':' first, so a missing
+ * argument is told apart from an unknown option. */
+#define SHORT_OPTIONS ":hH:"
 
 static size_t verb_n_options(const Verb *v) {
         size_t n = 0;
@@ -153,21 +163,28 @@ static void help_global(void) {
                "  -h --help                    Show this help\n");
         print_option_help("version", NULL, "Show the version");
         print_option_help("address", "ADDRESS", "Connect to this D-Bus address instead of the system bus");
+        printf("  -H --host=[USER@]HOST        Operate on snapshotd on a remote host, over ssh\n");
+        printf("     --json[=MODE]             Print JSON (from list-domains, list, info, dumpxml, current,\n"
+               "                               job, parent, prune); MODE: pretty (the default), short, off\n");
         print_option_help("no-ask-password", NULL, "Do not ask for a password to authorize");
-        printf("\nSee 'snapshotctl COMMAND --help' (or 'snapshotctl help COMMAND') for the options of a command.\n");
+        printf("\nSee 'snapshotctl COMMAND --help' (or 'snapshotctl help COMMAND') for the options of a command.\n\n");
+        exit_status_print_help(stdout);
 }
 
 static void help_verb(const Verb *v) {
         printf("snapshotctl %s%s%s [OPTIONS...]\n\n%s.\n",
                v->name, isempty(v->synopsis) ? "" : " ", v->synopsis, v->summary);
 
-        if (verb_n_options(v) > 0) {
+        if (verb_n_options(v) > 0 || (v->flags & VERB_JSON)) {
                 printf("\nOptions:\n");
-                for (size_t i = 0; v->options[i].name; i++)
+                for (size_t i = 0; i < verb_n_options(v); i++)
                         print_option_help(v->options[i].name, v->options[i].metavar, v->options[i].help);
+                if (v->flags & VERB_JSON)
+                        printf("     --json[=MODE]             Print JSON; MODE: pretty (the default), short, off\n");
         }
 
-        printf("\nGlobal options: --help, --address=ADDRESS, --no-ask-password (see 'snapshotctl --help').\n");
+        printf("\nGlobal options: --help, --address=ADDRESS, --host=[USER@]HOST, --no-ask-password\n"
+               "(see 'snapshotctl --help', which also lists the exit statuses).\n");
 }
 
 static const Verb *verb_find(const char *name) {
@@ -210,6 +227,19 @@ static int handle_global_option(int c, const char *arg, const Verb *verb) {
                         return log_usage("--address= needs a D-Bus address, e.g. unix:path=/run/bus.");
                 arg_address = arg;
                 return 1;
+        case 'H':
+                if (isempty(arg))
+                        return log_usage("--host= needs a host name, e.g. root@vmhost.");
+                arg_host = arg;
+                return 1;
+        case ARG_JSON:
+                if (streq_ptr(arg, "help")) {
+                        printf("pretty\nshort\noff\n");
+                        return 0;
+                }
+                if (json_mode_from_string(arg, &arg_json) < 0)
+                        return log_usage("Unknown --json= mode '%s': pretty, short or off.", arg);
+                return 1;
         case ARG_NO_ASK_PASSWORD:
                 arg_ask_password = false;
                 return 1;
@@ -228,7 +258,7 @@ static int parse_global_argv(int argc, char *argv[]) {
 
         opterr = 0;
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+" SHORT_OPTIONS, options, NULL)) >= 0) {
                 if (c == '?' || c == ':')
                         return log_getopt_error(c, argv, options);
 
@@ -268,7 +298,7 @@ static int parse_verb_argv(const Verb *verb, int argc, char *argv[], VerbArgs *a
 
         opterr = 0;
         optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, SHORT_OPTIONS, options, NULL)) >= 0) {
                 size_t i, k;
                 char **grown;
 
@@ -313,6 +343,15 @@ static int parse_verb_argv(const Verb *verb, int argc, char *argv[], VerbArgs *a
         return 1;
 }
 
+/* What the global options say together, checked once the whole command line is read. */
+static int check_global_options(const Verb *verb) {
+        if (arg_address && arg_host)
+                return log_usage("--address= and --host= exclude each other.");
+        if (arg_json != JSON_OFF && !(verb->flags & VERB_JSON))
+                return log_usage("'%s' has no JSON output (--json=).", verb->name);
+        return 0;
+}
+
 static int run_verb(const Verb *verb, int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(verb_args_done) VerbArgs a = { .verb = verb };
@@ -320,7 +359,11 @@ static int run_verb(const Verb *verb, int argc, char *argv[]) {
 
         r = parse_verb_argv(verb, argc, argv, &a);
         if (r <= 0)
-                return r < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+                return r < 0 ? EXIT_USAGE : EXIT_OK;
+
+        r = check_global_options(verb);
+        if (r < 0)
+                return EXIT_USAGE;
 
         if (verb->check) {
                 r = verb->check(&a);
@@ -328,19 +371,19 @@ static int run_verb(const Verb *verb, int argc, char *argv[]) {
                         return EXIT_USAGE;
         }
 
-        r = bus_connect(arg_address, arg_ask_password, &bus);
+        r = bus_connect(arg_address, arg_host, arg_ask_password, &bus);
         if (r < 0)
-                return EXIT_FAILURE;
+                return exit_status_of_failure();
 
-        /* pkttyagent answers polkitd on the system bus; on another bus there is no telling
-         * where the daemon's polkit lives. */
-        if (arg_ask_password && !arg_address)
+        /* pkttyagent answers polkitd on the local system bus; on another bus, or another
+         * host, there is no telling where the daemon's polkit lives. */
+        if (arg_ask_password && !arg_address && !arg_host)
                 polkit_agent_open();
 
         r = verb->run(bus, &a);
 
         polkit_agent_close();
-        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        return r < 0 ? exit_status_of_failure() : EXIT_OK;
 }
 
 static int run(int argc, char *argv[]) {
@@ -349,7 +392,7 @@ static int run(int argc, char *argv[]) {
 
         i = parse_global_argv(argc, argv);
         if (i <= 0)
-                return i < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+                return i < 0 ? EXIT_USAGE : EXIT_OK;
         if (i >= argc) {
                 log_usage("Missing command.");
                 return EXIT_USAGE;
@@ -358,7 +401,7 @@ static int run(int argc, char *argv[]) {
         if (streq(argv[i], "help")) {
                 if (i + 1 >= argc) {
                         help_global();
-                        return EXIT_SUCCESS;
+                        return EXIT_OK;
                 }
                 verb = verb_find(argv[i + 1]);
                 if (!verb) {
@@ -366,7 +409,7 @@ static int run(int argc, char *argv[]) {
                         return EXIT_USAGE;
                 }
                 help_verb(verb);
-                return EXIT_SUCCESS;
+                return EXIT_OK;
         }
 
         verb = verb_find(argv[i]);
@@ -384,9 +427,9 @@ int main(int argc, char *argv[]) {
         status = run(argc, argv);
 
         /* Output that could not be written (a full disk, a closed pipe) is a failure too. */
-        if (fflush(stdout) != 0 && status == EXIT_SUCCESS) {
+        if (fflush(stdout) != 0 && status == EXIT_OK) {
                 log_error_errno(errno, "Failed to write output: %m");
-                status = EXIT_FAILURE;
+                status = EXIT_FAILED;
         }
         return status;
 }

@@ -18,6 +18,10 @@ typedef struct VerbOption {
 
 typedef struct Verb Verb;
 
+typedef enum VerbFlags {
+        VERB_JSON = 1 << 0,     /* prints JSON with --json=MODE */
+} VerbFlags;
+
 typedef struct VerbArgs {
         const Verb *verb;
         char **args;            /* positional arguments after the verb */
@@ -36,6 +40,7 @@ struct Verb {
          * (exit status 2). May be NULL. */
         int (*check)(const VerbArgs *a);
         int (*run)(sd_bus *bus, const VerbArgs *a);
+        VerbFlags flags;
 };
 
 bool verb_has(const VerbArgs *a, const char *option);
@@ -45,6 +50,7 @@ uint64_t verb_flags(const VerbArgs *a);
 
 /* verb-domain.c */
 extern const VerbOption list_domains_options[];
+int check_list_domains(const VerbArgs *a);
 int verb_list_domains(sd_bus *bus, const VerbArgs *a);
 
 /* verb-create.c */
@@ -57,7 +63,6 @@ int verb_create(sd_bus *bus, const VerbArgs *a);
 /* verb-snapshot.c */
 extern const VerbOption list_options[];
 extern const VerbOption dumpxml_options[];
-extern const VerbOption info_options[];
 extern const VerbOption current_options[];
 int check_list(const VerbArgs *a);
 int verb_list(sd_bus *bus, const VerbArgs *a);
@@ -65,9 +70,15 @@ int verb_dumpxml(sd_bus *bus, const VerbArgs *a);
 int verb_info(sd_bus *bus, const VerbArgs *a);
 int verb_current(sd_bus *bus, const VerbArgs *a);
 
+/* verb-prune.c */
+extern const VerbOption prune_options[];
+int check_prune(const VerbArgs *a);
+int verb_prune(sd_bus *bus, const VerbArgs *a);
+
 /* verb-job.c */
 extern const VerbOption revert_options[];
 extern const VerbOption delete_options[];
+int check_delete(const VerbArgs *a);
 int verb_revert(sd_bus *bus, const VerbArgs *a);
 int verb_delete(sd_bus *bus, const VerbArgs *a);
 int verb_abort(sd_bus *bus, const VerbArgs *a);

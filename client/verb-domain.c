@@ -13,9 +13,15 @@
 #include "snapshotctl.h"
 
 const VerbOption list_domains_options[] = {
-        { "json", NULL, "Print a JSON array with every property of each domain" },
+        { "name", NULL, "Print only the names, one a line (for scripts and shell completion)" },
         {}
 };
+
+int check_list_domains(const VerbArgs *a) {
+        if (verb_has(a, "name") && arg_json != JSON_OFF)
+                return log_usage("--name and --json exclude each other.");
+        return 0;
+}
 
 static int domain_compare(const void *a, const void *b) {
         const DomainInfo *x = a, *y = b;
@@ -29,7 +35,7 @@ int verb_list_domains(sd_bus *bus, const VerbArgs *a) {
         _cleanup_strv_free_ char **paths = NULL;
         _cleanup_(table_freep) Table *table = NULL;
         _cleanup_(json_decrefp) json_t *array = NULL;
-        bool json = verb_has(a, "json");
+        bool json = arg_json != JSON_OFF;
         DomainInfo *domains = NULL;
         size_t n = 0;
         int r;
@@ -75,6 +81,13 @@ int verb_list_domains(sd_bus *bus, const VerbArgs *a) {
                 r = json_print(array);
                 if (r < 0)
                         log_error_errno(r, "Failed to format JSON: %m");
+                goto finish;
+        }
+
+        if (verb_has(a, "name")) {
+                for (size_t i = 0; i < n; i++)
+                        printf("%s\n", domains[i].name ?: "-");
+                r = 0;
                 goto finish;
         }
 

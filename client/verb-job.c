@@ -63,9 +63,13 @@ int verb_revert(sd_bus *bus, const VerbArgs *a) {
         return snapshot_job(bus, a, "Revert", "reverted");
 }
 
-int verb_delete(sd_bus *bus, const VerbArgs *a) {
+int check_delete(const VerbArgs *a) {
         if (verb_has(a, "children") && verb_has(a, "children-only"))
-                return log_error_errno(EINVAL, "--children and --children-only cannot be combined.");
+                return log_usage("--children and --children-only exclude each other.");
+        return 0;
+}
+
+int verb_delete(sd_bus *bus, const VerbArgs *a) {
         return snapshot_job(bus, a, "Delete", "deleted");
 }
 
@@ -86,6 +90,19 @@ int verb_abort(sd_bus *bus, const VerbArgs *a) {
         return 0;
 }
 
+static int print_json_pair(const char *k1, const char *v1, const char *k2, const char *v2) {
+        _cleanup_(json_decrefp) json_t *o = NULL;
+        int r;
+
+        o = json_pack("{s:s, s:s}", k1, v1, k2, v2);
+        if (!o)
+                return log_error_errno(ENOMEM, "Out of memory.");
+        r = json_print(o);
+        if (r < 0)
+                return log_error_errno(r, "Failed to format JSON: %m");
+        return 0;
+}
+
 int verb_job(sd_bus *bus, const VerbArgs *a) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_free_ char *domain_path = NULL, *job = NULL;
@@ -97,6 +114,10 @@ int verb_job(sd_bus *bus, const VerbArgs *a) {
         r = bus_get_string_property(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "Job", &error, &job);
         if (r < 0)
                 return log_bus_error(&error, r, "Failed to get the job of domain '%s'", a->args[0]);
+
+        /* JSON keeps the property's own value: "" when idle. */
+        if (arg_json != JSON_OFF)
+                return print_json_pair("Domain", a->args[0], "Job", job);
         printf("%s\n", isempty(job) ? "none" : job);
         return 0;
 }
@@ -144,11 +165,26 @@ int verb_parent(sd_bus *bus, const VerbArgs *a) {
         r = bus_get_string_property(bus, path, SNAPSHOT_IFACE_SNAPSHOT, "Parent", &error, &parent);
         if (r < 0)
                 return log_bus_error(&error, r, "Failed to get the parent of snapshot '%s'", a->args[1]);
-        if (streq(parent, "/"))
+        if (streq(parent, "/")) {
+                /* No such snapshot to show, as for a name not found. */
+                exit_status_note(EXIT_NO_SUCH_OBJECT);
                 return log_error_errno(ENOENT, "Snapshot '%s' has no parent.", a->args[1]);
+        }
         r = bus_get_string_property(bus, parent, SNAPSHOT_IFACE_SNAPSHOT, "Name", &error, &name);
         if (r < 0)
                 return log_bus_error(&error, r, "Failed to get the name of snapshot %s", parent);
+
+        if (arg_json != JSON_OFF) {
+                _cleanup_(json_decrefp) json_t *o = NULL;
+
+                o = json_pack("{s:s, s:s, s:s}", "Domain", a->args[0], "Name", a->args[1], "Parent", name);
+                if (!o)
+                        return log_error_errno(ENOMEM, "Out of memory.");
+                r = json_print(o);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to format JSON: %m");
+                return 0;
+        }
         printf("%s\n", name);
         return 0;
 }

@@ -15,7 +15,6 @@
 
 const VerbOption list_options[] = {
         { "tree",        NULL, "Show the snapshots as a tree of parents and children" },
-        { "json",        NULL, "Print a JSON array with every property of each snapshot" },
         { "name",        NULL, "Print only the names" },
         { "parent",      NULL, "Add a column with each snapshot's parent" },
         { "roots",       NULL, "Only snapshots without a parent",          SNAPSHOT_LIST_ROOTS       },
@@ -37,11 +36,6 @@ const VerbOption dumpxml_options[] = {
         {}
 };
 
-const VerbOption info_options[] = {
-        { "json", NULL, "Print a JSON object with every property" },
-        {}
-};
-
 const VerbOption current_options[] = {
         { "name",          NULL, "Print only the name, not the XML" },
         { "security-info", NULL, "Include security-sensitive information in the XML", SNAPSHOT_XML_SECURE },
@@ -49,7 +43,7 @@ const VerbOption current_options[] = {
 };
 
 int check_list(const VerbArgs *a) {
-        unsigned views = verb_has(a, "tree") + verb_has(a, "json") + verb_has(a, "name");
+        unsigned views = verb_has(a, "tree") + (arg_json != JSON_OFF) + verb_has(a, "name");
 
         if (views > 1)
                 return log_usage("--tree, --json and --name exclude each other.");
@@ -237,7 +231,7 @@ static int print_table(sd_bus *bus, const SnapshotList *l, bool with_parent) {
 
 int verb_list(sd_bus *bus, const VerbArgs *a) {
         _cleanup_(snapshot_list_done) SnapshotList l = {};
-        bool json = verb_has(a, "json");
+        bool json = arg_json != JSON_OFF;
         int r;
 
         r = snapshot_list_load(bus, a->args[0], verb_flags(a), json, &l);
@@ -270,7 +264,7 @@ int verb_list(sd_bus *bus, const VerbArgs *a) {
         return print_table(bus, &l, verb_has(a, "parent"));
 }
 
-static int print_xml_desc(sd_bus *bus, const char *path, const char *name, uint64_t flags) {
+static int get_xml_desc(sd_bus *bus, const char *path, const char *name, uint64_t flags, char **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *xml;
@@ -285,14 +279,40 @@ static int print_xml_desc(sd_bus *bus, const char *path, const char *name, uint6
         if (r < 0)
                 return log_error_errno(r, "Failed to parse GetXMLDesc reply: %m");
 
-        fputs(xml, stdout);
-        if (!isempty(xml) && xml[strlen(xml) - 1] != '\n')
-                putchar('\n');
+        *ret = strdup(xml);
+        if (!*ret)
+                return log_error_errno(ENOMEM, "Out of memory.");
+        return 0;
+}
+
+/* The XML as it is, or with --json an object {"Domain", "Name", "XML"} (without "XML"
+ * when xml is NULL: `current --name`). */
+static int print_named_xml(const char *domain, const char *name, const char *xml) {
+        _cleanup_(json_decrefp) json_t *o = NULL;
+        int r;
+
+        if (arg_json == JSON_OFF) {
+                if (!xml) {
+                        printf("%s\n", name);
+                        return 0;
+                }
+                fputs(xml, stdout);
+                if (!isempty(xml) && xml[strlen(xml) - 1] != '\n')
+                        putchar('\n');
+                return 0;
+        }
+
+        o = json_pack("{s:s, s:s}", "Domain", domain, "Name", name);
+        if (!o || (xml && json_object_set_new(o, "XML", json_string(xml)) < 0))
+                return log_error_errno(ENOMEM, "Out of memory.");
+        r = json_print(o);
+        if (r < 0)
+                return log_error_errno(r, "Failed to format JSON: %m");
         return 0;
 }
 
 int verb_dumpxml(sd_bus *bus, const VerbArgs *a) {
-        _cleanup_free_ char *domain_path = NULL, *path = NULL;
+        _cleanup_free_ char *domain_path = NULL, *path = NULL, *xml = NULL;
         int r;
 
         r = bus_get_domain(bus, a->args[0], &domain_path);
@@ -303,7 +323,11 @@ int verb_dumpxml(sd_bus *bus, const VerbArgs *a) {
         if (r < 0)
                 return r;
 
-        return print_xml_desc(bus, path, a->args[1], verb_flags(a));
+        r = get_xml_desc(bus, path, a->args[1], verb_flags(a), &xml);
+        if (r < 0)
+                return r;
+
+        return print_named_xml(a->args[0], a->args[1], xml);
 }
 
 static void print_field(const char *label, const char *value) {
@@ -408,8 +432,12 @@ static int print_info(sd_bus *bus, const SnapshotInfo *s) {
 
         print_field("Memory:", s->memory);
         print_field("Memory File:", s->memory_file);
-        if (!isempty(s->memory_file))
-                print_memory_image(s->memory_file);
+        if (!isempty(s->memory_file)) {
+                if (bus_is_remote())
+                        printf("%-16snot read: the file is on the remote host\n", "Memory Image:");
+                else
+                        print_memory_image(s->memory_file);
+        }
         print_field("Quiesced:", s->quiesced ? "yes" : "no");
 
         printf("%-16s", "Disks:");
@@ -425,7 +453,7 @@ static int print_info(sd_bus *bus, const SnapshotInfo *s) {
 int verb_info(sd_bus *bus, const VerbArgs *a) {
         _cleanup_(snapshot_info_done) SnapshotInfo s = {};
         _cleanup_free_ char *domain_path = NULL, *path = NULL;
-        bool json = verb_has(a, "json");
+        bool json = arg_json != JSON_OFF;
         int r;
 
         r = bus_get_domain(bus, a->args[0], &domain_path);
@@ -441,7 +469,8 @@ int verb_info(sd_bus *bus, const VerbArgs *a) {
                 return r;
 
         if (json) {
-                if (!isempty(s.memory_file) &&
+                /* The header is read from the file here; over --host it is not ours. */
+                if (!isempty(s.memory_file) && !bus_is_remote() &&
                     json_object_set_new(s.json, "MemoryImage", memory_image_json(s.memory_file)) < 0)
                         return log_error_errno(ENOMEM, "Out of memory.");
                 r = json_print(s.json);
@@ -455,7 +484,7 @@ int verb_info(sd_bus *bus, const VerbArgs *a) {
 
 int verb_current(sd_bus *bus, const VerbArgs *a) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_free_ char *domain_path = NULL, *current = NULL, *name = NULL;
+        _cleanup_free_ char *domain_path = NULL, *current = NULL, *name = NULL, *xml = NULL;
         const char *domain = a->args[0];
         int r;
 
@@ -467,17 +496,21 @@ int verb_current(sd_bus *bus, const VerbArgs *a) {
         if (r < 0)
                 return log_bus_error(&error, r, "Failed to get current snapshot of domain '%s'", domain);
 
-        if (streq(current, "/"))
+        if (streq(current, "/")) {
+                /* There is no such snapshot to show: the same status as a name not found. */
+                exit_status_note(EXIT_NO_SUCH_OBJECT);
                 return log_error_errno(ENOENT, "Domain '%s' has no current snapshot.", domain);
+        }
 
         r = snapshot_name_of(bus, current, &name);
         if (r < 0)
                 return r;
 
-        if (verb_has(a, "name")) {
-                printf("%s\n", name);
-                return 0;
+        if (!verb_has(a, "name")) {
+                r = get_xml_desc(bus, current, name, verb_flags(a), &xml);
+                if (r < 0)
+                        return r;
         }
 
-        return print_xml_desc(bus, current, name, verb_flags(a));
+        return print_named_xml(domain, name, xml);
 }

@@ -483,11 +483,11 @@ class DiskOnlyTest(snaptest.SharedTestCase):
         self.assertIn("vm1", r.stdout)
         # errors: one line, named, non-zero exit
         r = run("create-as", "vm1", "../bad", "--disk-only")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 2)       # snapshotctl(1): invalid argument
         self.assertIn("InvalidArgument", r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
         r = run("info", "nodomain", "x")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 4)       # snapshotctl(1): no such domain or snapshot
         self.assertIn("NoSuchDomain", r.stderr)
 
     # --- halt ends the guest: last ----------------------------------------------------
