@@ -14,8 +14,10 @@
  * error set (AccessDenied, InteractiveAuthorizationRequired, LimitsExceeded).
  *
  * Callers with uid 0 pass without polkit. For everyone else polkitd decides; when it
- * cannot be asked the caller is denied (fail closed). The check takes two bus round trips:
- * the caller's uid from the bus driver, then polkit's CheckAuthorization. */
+ * cannot be asked the caller is denied (fail closed). The check takes up to two bus round
+ * trips: the caller's uid from the bus driver (remembered per unique name, so a caller's later
+ * calls skip it, and a root caller's are decided at once: bus_authorize() returns 1 on the
+ * first call), then polkit's CheckAuthorization (never cached: polkit decides every time). */
 #pragma once
 
 #include <stddef.h>
