@@ -81,6 +81,7 @@ Domain *domain_free(Domain *d) {
         for (size_t i = 0; i < d->n_snapshots; i++)
                 snapshot_free(d->snapshots[i]);
         free(d->snapshots);
+        snapshot_index_clear(&d->snapshots_by_name);
 
         disk_cache_clear(&d->disk_cache);
         domain_managed_done(d);
@@ -406,25 +407,28 @@ int domain_load_snapshots(Domain *d) {
 }
 
 Snapshot *domain_find_snapshot(Domain *d, const char *name) {
-        for (size_t i = 0; i < d->n_snapshots; i++)
-                if (streq(d->snapshots[i]->def->name, name))
-                        return d->snapshots[i];
-        return NULL;
+        return snapshot_index_get(&d->snapshots_by_name, name);
 }
 
 int domain_add_snapshot(Domain *d, Snapshot *s) {
         Snapshot **l;
+        int r;
 
         l = reallocarray(d->snapshots, d->n_snapshots + 1, sizeof(Snapshot *));
         if (!l)
                 return -ENOMEM;
         d->snapshots = l;
+        /* Callers check the name is free first; a duplicate stays findable by the first one. */
+        r = snapshot_index_put(&d->snapshots_by_name, s);
+        if (r < 0 && r != -EEXIST)
+                return r;
         s->index = d->n_snapshots;
         d->snapshots[d->n_snapshots++] = s;
         return 0;
 }
 
 void domain_remove_snapshot(Domain *d, Snapshot *s) {
+        snapshot_index_remove(&d->snapshots_by_name, s);
         for (size_t i = 0; i < d->n_snapshots; i++)
                 if (d->snapshots[i] == s) {
                         memmove(d->snapshots + i, d->snapshots + i + 1,

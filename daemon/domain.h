@@ -13,6 +13,7 @@
 #include "domain-config.h"
 #include "qmp.h"
 #include "snapshot-rules.h"
+#include "snapshot-index.h"
 
 typedef struct Manager Manager;
 typedef struct Snapshot Snapshot;
@@ -49,6 +50,7 @@ typedef struct Domain {
 
         Snapshot **snapshots;
         size_t n_snapshots;
+        SnapshotIndex snapshots_by_name;        /* the same snapshots, by name */
         Snapshot *current;
 
         CreateJob *job;                 /* at most one job at a time: this one... */
