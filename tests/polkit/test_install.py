@@ -30,6 +30,7 @@ EXPECTED = {
     "usr/lib/tmpfiles.d/snapshotd.conf": "systemd-tmpfiles",
     "usr/libexec/snapshotd": "the daemon (libexecdir, named by the unit)",
     "usr/bin/snapshotctl": "the client (bindir)",
+    "usr/share/bash-completion/completions/snapshotctl": "bash-completion: loaded on demand (completionsdir)",
 }
 
 
