@@ -228,6 +228,29 @@ class RemoteTest(snaptest.SharedTestCase):
         self.assertIn("ssh: connect to host 127.0.0.2", r.stderr)
         self.assertEqual(r.stdout, "")
 
+    def test_05_completion_asks_the_host(self):
+        """bash completion passes -H on to the snapshotctl it runs for names."""
+        comp = os.path.join(snaptest.SOURCE_ROOT, "completion", "snapshotctl.bash")
+        snaptest.require(os.path.exists("/usr/share/bash-completion/bash_completion"), "bash-completion missing")
+        names = self.ok("list", "vm1", "--name").stdout.split()
+        self.assertTrue(names)
+        script = """
+            . /usr/share/bash-completion/bash_completion
+            . %s
+            COMP_LINE=$1; COMP_POINT=${#1}; COMP_CWORD=$2; shift 2
+            COMP_WORDS=("$@")
+            _snapshotctl
+            printf '%%s\\n' "${COMPREPLY[@]}"
+        """ % comp
+        env = SSH.env()
+        env["PATH"] = os.path.dirname(CTL) + ":" + env["PATH"]
+        for words, want in ((["snapshotctl", "-H", HOST, "list", ""], ["vm1"]),
+                            (["snapshotctl", "-H", HOST, "info", "vm1", ""], names)):
+            r = subprocess.run(["bash", "-c", script, "bash", " ".join(words), str(len(words) - 1)] + words,
+                               capture_output=True, text=True, timeout=60, env=env)
+            self.assertEqual((r.returncode, r.stderr), (0, ""))
+            self.assertEqual(r.stdout.split(), want)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
