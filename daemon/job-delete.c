@@ -162,17 +162,12 @@ int snapshot_forget(Snapshot *s) {
 
         for (size_t i = 0; i < d->n_snapshots; i++) {
                 Snapshot *c = d->snapshots[i];
-                char *p = NULL;
 
                 if (c->parent != s)
                         continue;
-                if (parent) {
-                        p = strdup(snapshot_name(parent));
-                        if (!p)
-                                return -ENOMEM;
-                }
-                free(c->def->parent);
-                c->def->parent = p;
+                r = snapshot_def_set_string(c->def, &c->def->parent, parent ? snapshot_name(parent) : NULL);
+                if (r < 0)
+                        return r;
                 r = snapshot_store_save(m->state_dir, domain_name(d), c->def);
                 if (r < 0)
                         return r;
@@ -767,16 +762,13 @@ static int rebase_children(DeleteJob *j, Snapshot *s) {
                 for (size_t k = 0; k < c->def->domain.n_disks; k++)
                         for (size_t mi = 0; mi < j->n_merges; mi++) {
                                 DomainDiskDef *dd = &c->def->domain.disks[k];
-                                char *b;
 
                                 if (j->merges[mi].offline || !streq_ptr(dd->target, j->merges[mi].target) ||
                                     !streq_ptr(dd->file, j->merges[mi].overlay))
                                         continue;
-                                b = strdup(j->merges[mi].base);
-                                if (!b)
-                                        return -ENOMEM;
-                                free(dd->file);
-                                dd->file = b;
+                                r = snapshot_def_set_string(c->def, &dd->file, j->merges[mi].base);
+                                if (r < 0)
+                                        return r;
                                 changed = true;
                         }
                 if (changed) {

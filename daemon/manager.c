@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <stdio.h>
@@ -93,6 +94,7 @@ static bool config_equal(const DomainConfig *a, const DomainConfig *b) {
 int manager_load_config(Manager *m) {
         DomainConfig **configs = NULL;
         _cleanup_strv_free_ char **bad = NULL;
+        bool loaded = false;
         size_t n = 0;
         int r;
 
@@ -160,8 +162,13 @@ int manager_load_config(Manager *m) {
                 }
                 (void) domain_start(d);
                 log_info("Domain '%s' loaded with %zu snapshot(s).", domain_name(d), d->n_snapshots);
+                loaded = true;
         }
         free(configs);
+        /* Parsing every record left free pages between the records kept (and in the loader
+         * threads' malloc arenas, see snapshot_store_load()): give them back. */
+        if (loaded)
+                (void) malloc_trim(0);
         return 0;
 }
 

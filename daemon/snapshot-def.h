@@ -56,6 +56,12 @@ typedef struct SnapshotDef {
         bool current;           /* <active>1</active> */
         bool quiesced;          /* cookie */
         DomainDef domain;       /* the <domain> section; name == NULL when absent */
+
+        /* A packed definition (snapshot_def_pack()) is one allocation: the struct, then the
+         * disk arrays and every string. pack_end is its end, NULL when the fields are
+         * allocated one by one. Change a string field of any definition with
+         * snapshot_def_set_string(), never by free() and assignment. */
+        const char *pack_end;
 } SnapshotDef;
 
 SnapshotDef *snapshot_def_free(SnapshotDef *def);
@@ -63,7 +69,15 @@ static inline void snapshot_def_freep(SnapshotDef **def) {
         if (*def)
                 snapshot_def_free(*def);
 }
+/* For definitions that are not packed. */
 void domain_def_clear(DomainDef *def);
+
+/* A packed copy of def (see pack_end): what the daemon keeps for each loaded snapshot, at
+ * about half the memory of one allocation per field. */
+int snapshot_def_pack(const SnapshotDef *def, SnapshotDef **ret);
+/* Sets *field, a string member of def (or of its disks), to a copy of value (NULL allowed),
+ * freeing the old string unless it lies in def's pack. */
+int snapshot_def_set_string(SnapshotDef *def, char **field, const char *value);
 
 /* Deep copy, for the daemon's records of what it was asked and what it did. */
 int snapshot_def_copy(const SnapshotDef *src, SnapshotDef **ret);

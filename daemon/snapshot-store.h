@@ -26,6 +26,7 @@ int domain_def_format_xml(const DomainDef *def, char **ret);
 int snapshot_store_save(const char *state_dir, const char *domain, const SnapshotDef *def);
 int snapshot_store_remove(const char *state_dir, const char *domain, const char *name);
 /* Loads every snapshot of a domain; files that fail to parse are skipped and counted in
- * *ret_n_bad (so the caller can log). Order is unspecified. */
+ * *ret_n_bad (so the caller can log). Order is unspecified. The definitions are packed
+ * (snapshot_def_pack()). */
 int snapshot_store_load(const char *state_dir, const char *domain,
                         SnapshotDef ***ret, size_t *ret_n, size_t *ret_n_bad);

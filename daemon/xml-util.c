@@ -92,38 +92,79 @@ static int tree_check(const xmlNode *n) {
         return 0;
 }
 
-int xml_parse_safe(const char *data, size_t size, size_t max_size, xmlDoc **ret) {
+struct XmlParser {
+        xmlParserCtxt *ctxt;
+        ParseGuard guard;
+        int options;
+};
+
+XmlParser *xml_parser_free(XmlParser *p) {
+        if (!p)
+                return NULL;
+        xmlFreeParserCtxt(p->ctxt);
+        free(p);
+        return NULL;
+}
+
+void xml_parser_init(void) {
+        xmlInitParser();
+}
+
+int xml_parser_new(bool drop_blanks, XmlParser **ret) {
+        XmlParser *p;
+
+        xmlInitParser();
+
+        p = calloc(1, sizeof(XmlParser));
+        if (!p)
+                return -ENOMEM;
+        p->ctxt = xmlNewParserCtxt();
+        if (!p->ctxt) {
+                free(p);
+                return -ENOMEM;
+        }
+
+        p->ctxt->_private = &p->guard;
+        p->ctxt->sax->internalSubset = guard_internal_subset;
+        p->ctxt->sax->externalSubset = guard_internal_subset;
+        p->ctxt->sax->entityDecl = guard_entity_decl;
+        p->ctxt->sax->unparsedEntityDecl = guard_unparsed_entity_decl;
+        p->ctxt->sax->getEntity = guard_get_entity;
+        p->ctxt->sax->getParameterEntity = guard_get_entity;
+        p->ctxt->sax->reference = guard_reference;
+        p->ctxt->sax->resolveEntity = guard_resolve_entity;
+        p->ctxt->sax->serror = silent_structured_error;
+
+        /* No XML_PARSE_NOENT (never substitute), no DTDLOAD/DTDATTR, no XINCLUDE, no HUGE.
+         * NOBLANKS drops the indentation between elements (about half of a record's nodes;
+         * an element whose only content is blanks keeps it); COMPACT stores short texts in
+         * their node. Neither changes what the tree helpers below read. */
+        p->options = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+        if (drop_blanks)
+                p->options |= XML_PARSE_NOBLANKS | XML_PARSE_COMPACT;
+
+        *ret = p;
+        return 0;
+}
+
+int xml_parser_parse(XmlParser *p, const char *data, size_t size, size_t max_size, xmlDoc **ret) {
         xmlStructuredErrorFunc saved_handler;
         void *saved_context;
         xmlParserCtxt *ctxt;
-        ParseGuard guard = {};
         xmlDoc *doc;
         bool well_formed;
         int r;
 
-        if (!data || !ret)
+        if (!p || !data || !ret)
                 return -EINVAL;
         if (max_size > INT_MAX)
                 max_size = INT_MAX;
         if (size > max_size)
                 return -EFBIG;
 
-        xmlInitParser();
-
-        ctxt = xmlNewParserCtxt();
-        if (!ctxt)
-                return -ENOMEM;
-
-        ctxt->_private = &guard;
-        ctxt->sax->internalSubset = guard_internal_subset;
-        ctxt->sax->externalSubset = guard_internal_subset;
-        ctxt->sax->entityDecl = guard_entity_decl;
-        ctxt->sax->unparsedEntityDecl = guard_unparsed_entity_decl;
-        ctxt->sax->getEntity = guard_get_entity;
-        ctxt->sax->getParameterEntity = guard_get_entity;
-        ctxt->sax->reference = guard_reference;
-        ctxt->sax->resolveEntity = guard_resolve_entity;
-        ctxt->sax->serror = silent_structured_error;
+        ctxt = p->ctxt;
+        p->guard = (ParseGuard) {};
+        ctxt->_private = &p->guard;
 
         /* The per-context handler covers the parser; errors raised without a context
          * (encoding, I/O) go to the thread's structured handler, so swap that too and
@@ -132,17 +173,16 @@ int xml_parse_safe(const char *data, size_t size, size_t max_size, xmlDoc **ret)
         saved_context = xmlStructuredErrorContext;
         xmlSetStructuredErrorFunc(NULL, silent_structured_error);
 
-        /* No XML_PARSE_NOENT (never substitute), no DTDLOAD/DTDATTR, no XINCLUDE, no HUGE. */
-        doc = xmlCtxtReadMemory(ctxt, data, (int) size, NULL, NULL,
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        /* Resets the context (a refused document stopped it) but keeps its dictionary, so
+         * a batch of documents shares the element and attribute names. */
+        doc = xmlCtxtReadMemory(ctxt, data, (int) size, NULL, NULL, p->options);
         well_formed = ctxt->wellFormed;
 
         xmlSetStructuredErrorFunc(saved_context, saved_handler);
-        xmlFreeParserCtxt(ctxt);
 
         if (!doc)
-                return guard.refused || !well_formed ? -EINVAL : -ENOMEM;
-        if (guard.refused || !well_formed || doc->intSubset || doc->extSubset || !xmlDocGetRootElement(doc)) {
+                return p->guard.refused || !well_formed ? -EINVAL : -ENOMEM;
+        if (p->guard.refused || !well_formed || doc->intSubset || doc->extSubset || !xmlDocGetRootElement(doc)) {
                 xmlFreeDoc(doc);
                 return -EINVAL;
         }
@@ -154,6 +194,22 @@ int xml_parse_safe(const char *data, size_t size, size_t max_size, xmlDoc **ret)
 
         *ret = doc;
         return 0;
+}
+
+int xml_parse_safe(const char *data, size_t size, size_t max_size, xmlDoc **ret) {
+        XmlParser *p = NULL;
+        int r;
+
+        if (!data || !ret)
+                return -EINVAL;
+        if (size > max_size || size > INT_MAX)
+                return -EFBIG;
+        r = xml_parser_new(false, &p);
+        if (r < 0)
+                return r;
+        r = xml_parser_parse(p, data, size, max_size, ret);
+        xml_parser_free(p);
+        return r;
 }
 
 bool xml_node_is(const xmlNode *n, const char *name) {

@@ -17,6 +17,21 @@
  * Parser messages never reach stderr. */
 int xml_parse_safe(const char *data, size_t size, size_t max_size, xmlDoc **ret);
 
+/* The same for a batch of documents (a directory of records): one parser context, reset
+ * between documents, whose name dictionary the documents share; much cheaper than a
+ * context per document. drop_blanks: leave out the whitespace-only text between elements
+ * (an element whose only content is whitespace keeps it). Not for documents from callers
+ * in a long-lived parser: the dictionary only grows while the parser lives. */
+typedef struct XmlParser XmlParser;
+/* libxml2's one-time set-up; call it on the main thread before parsing on others. */
+void xml_parser_init(void);
+int xml_parser_new(bool drop_blanks, XmlParser **ret);
+XmlParser *xml_parser_free(XmlParser *p);
+static inline void xml_parser_freep(XmlParser **p) {
+        xml_parser_free(*p);
+}
+int xml_parser_parse(XmlParser *p, const char *data, size_t size, size_t max_size, xmlDoc **ret);
+
 /* True when n is an element named name in no namespace. */
 bool xml_node_is(const xmlNode *n, const char *name);
 /* True when n is an element named name in namespace ns. */

@@ -523,6 +523,73 @@ static void free_list(SnapshotDef **l, size_t n) {
         free(l);
 }
 
+/* Packed definitions (what the loader keeps): equal to their source, and their strings can
+ * still be replaced and the whole freed (under ASan/valgrind this catches a free() of a
+ * string inside the pack). */
+static void test_pack(void) {
+        for (size_t i = 0; i < ELEMENTSOF(defs); i++) {
+                _cleanup_(snapshot_def_freep) SnapshotDef *p = NULL, *c = NULL;
+                int r;
+
+                r = snapshot_def_pack(&defs[i], &p);
+                CHECK(r == 0 && p && p->pack_end, "pack def %zu: %d", i, r);
+                if (r < 0)
+                        continue;
+                CHECK(snapshot_def_equal(p, &defs[i]), "packed def %zu differs", i);
+
+                CHECK(snapshot_def_copy(p, &c) == 0 && !c->pack_end, "copy of a packed def is not packed");
+                CHECK(snapshot_def_set_string(p, &p->parent, "new-parent") == 0, "set parent");
+                CHECK(snapshot_def_set_string(c, &c->parent, "new-parent") == 0, "set parent of copy");
+                if (p->domain.n_disks > 0) {
+                        CHECK(snapshot_def_set_string(p, &p->domain.disks[0].file, "/new/base.qcow2") == 0, "set file");
+                        CHECK(snapshot_def_set_string(c, &c->domain.disks[0].file, "/new/base.qcow2") == 0, "set file");
+                }
+                CHECK(snapshot_def_equal(p, c), "packed def %zu after set_string differs from its copy", i);
+                /* Replacing a string that was already replaced frees the first replacement. */
+                CHECK(snapshot_def_set_string(p, &p->parent, NULL) == 0 && !p->parent, "set parent NULL");
+        }
+}
+
+/* A directory big enough for the loader to split between two threads, bad files among the
+ * good ones in both halves. */
+static void test_store_many(void) {
+        char state[4096], path[8400];
+        SnapshotDef **list = NULL;
+        size_t n = 0, n_bad = 0, n_packed = 0;
+        int r;
+
+        (void) snprintf(state, sizeof(state), "%s/state", tmpdir);
+        for (size_t i = 0; i < 150; i++) {
+                SnapshotDef d = defs[i % ELEMENTSOF(defs)];
+                char name[32];
+
+                (void) snprintf(name, sizeof(name), "bulk%03zu", i);
+                d.name = name;
+                r = snapshot_store_save(state, "many", &d);
+                CHECK(r == 0, "save %s: %d", name, r);
+        }
+        for (size_t i = 0; i < 6; i++) {
+                (void) snprintf(path, sizeof(path), "%s/snapshots/many/junk%zu.xml", state, i);
+                write_file(path, "<domainsnapshot><name>junk</name");
+        }
+
+        r = snapshot_store_load(state, "many", &list, &n, &n_bad);
+        CHECK(r == 0 && n == 150 && n_bad == 6, "load many: r=%d n=%zu bad=%zu", r, n, n_bad);
+        for (size_t i = 0; i < 150; i++) {
+                SnapshotDef want = defs[i % ELEMENTSOF(defs)], *got;
+                char name[32];
+
+                (void) snprintf(name, sizeof(name), "bulk%03zu", i);
+                want.name = name;
+                got = find_def(list, n, name);
+                CHECK(got && snapshot_def_equal(got, &want), "loaded %s differs", name);
+        }
+        for (size_t i = 0; i < n; i++)
+                n_packed += list[i]->pack_end != NULL;
+        CHECK(n_packed == n, "%zu of %zu loaded definitions packed", n_packed, n);
+        free_list(list, n);
+}
+
 static void test_store(void) {
         char state[4096], dir[8192], path[16384];
         SnapshotDef **list = NULL;
@@ -637,9 +704,11 @@ int main(void) {
 
         test_location_table();
         test_round_trip();
+        test_pack();
         test_libvirt_sample();
         test_refusals();
         test_store();
+        test_store_many();
 
         (void) nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 
