@@ -227,6 +227,22 @@ static json_t *internal_devices(RevertJob *j, json_t *nodes, const char **ret_vm
         return devices;
 }
 
+/* A file of the snapshot that another node has as its backing file, or NULL. */
+static const char *backing_image(RevertJob *j, json_t *nodes) {
+        Snapshot *s = j->snapshot;
+
+        for (size_t k = 0; k < s->def->domain.n_disks; k++) {
+                const char *file = s->def->domain.disks[k].file;
+                size_t i;
+                json_t *n;
+
+                json_array_foreach(nodes, i, n)
+                        if (file && streq_ptr(json_string_value(json_object_get(n, "backing_file")), file))
+                                return file;
+        }
+        return NULL;
+}
+
 static void on_nodes(RevertJob *j, json_t *reply, const QmpError *err) {
         const char *vmstate, *missing;
         json_t *devices, *args;
@@ -239,6 +255,16 @@ static void on_nodes(RevertJob *j, json_t *reply, const QmpError *err) {
                 return revert_job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                        "Snapshot '%s' lives in '%s', which the domain does not have open any more",
                                        snapshot_name(j->snapshot), strempty(missing));
+        /* QEMU's load stops the guest, then fails on an image it has read-only under an
+         * overlay — and leaves the guest stopped: refuse before. */
+        missing = backing_image(j, reply);
+        if (missing) {
+                json_decref(devices);
+                return revert_job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                       "Snapshot '%s' lives in '%s', which an external snapshot's overlay now stands on; "
+                                       "delete the external snapshots taken after it first",
+                                       snapshot_name(j->snapshot), missing);
+        }
         if (revert_failpoint(j, "revert-load")) {
                 json_decref(devices);
                 return;

@@ -162,6 +162,12 @@ class DeleteTest(snaptest.SharedTestCase):
         self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed")
         self.assertIn("mix-int", self.names())
         self.assertIn("mix-int", snaptest.image_snapshots(holder))
+        # reverting to it is refused up front: QEMU's load would stop the guest and fail
+        with self.assertRaises(BusError) as cm:
+            S.bus.call(self.lookup("mix-int"), SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=120)
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationUnsupported", cm.exception.message)
+        self.assertIn("stands on", cm.exception.message)
+        self.assertEqual(S.guest.status(), "running")
         # merging the external one away puts the holder on top again: then it can go
         self.delete("mix-ext")
         self.delete("mix-int")
