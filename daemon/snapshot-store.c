@@ -57,201 +57,114 @@ static bool snapshot_def_strings_valid(const SnapshotDef *def) {
         return domain_def_strings_valid(&def->domain);
 }
 
-/* libxml2's tree calls only fail on OOM; they return NULL then. */
-static xmlNode *add_text(xmlNode *parent, xmlNs *ns, const char *name, const char *text) {
-        return xmlNewTextChild(parent, ns, BAD_CAST name, BAD_CAST text);
-}
+/* Written as text (XmlWriter), in the order and layout libxml2 printed the tree this used
+ * to build: GetXMLDesc formats a record per call. */
 
-static int add_text_u64(xmlNode *parent, xmlNs *ns, const char *name, uint64_t v) {
-        char buf[32];
-
-        (void) snprintf(buf, sizeof(buf), "%" PRIu64, v);
-        return add_text(parent, ns, name, buf) ? 0 : -ENOMEM;
-}
-
-static int set_prop(xmlNode *n, const char *name, const char *value) {
-        return xmlSetProp(n, BAD_CAST name, BAD_CAST value) ? 0 : -ENOMEM;
-}
-
-static int format_disks(xmlNode *root, const SnapshotDef *def) {
-        xmlNode *disks;
-
+static void format_disks(XmlWriter *w, const SnapshotDef *def) {
         if (def->n_disks == 0)
-                return 0;
+                return;
 
-        disks = add_text(root, NULL, "disks", NULL);
-        if (!disks)
-                return -ENOMEM;
+        xml_writer_open(w, "disks", NULL);
         for (size_t i = 0; i < def->n_disks; i++) {
                 const SnapshotDiskDef *d = &def->disks[i];
-                xmlNode *disk;
-
-                if (isempty(d->target))
-                        return -EINVAL;
-                disk = add_text(disks, NULL, "disk", NULL);
-                if (!disk)
-                        return -ENOMEM;
-                if (set_prop(disk, "name", d->target) < 0)
-                        return -ENOMEM;
-                if (d->location != SNAPSHOT_LOCATION_DEFAULT &&
-                    set_prop(disk, "snapshot", snapshot_location_to_string(d->location)) < 0)
-                        return -ENOMEM;
-
+                const char *location = d->location != SNAPSHOT_LOCATION_DEFAULT ?
+                                       snapshot_location_to_string(d->location) : NULL;
                 /* libvirt's schema allows a source and driver only for external disks. */
-                if (!IN_SET2(d->location, SNAPSHOT_LOCATION_DEFAULT, SNAPSHOT_LOCATION_EXTERNAL))
+                bool ext = IN_SET2(d->location, SNAPSHOT_LOCATION_DEFAULT, SNAPSHOT_LOCATION_EXTERNAL);
+
+                if (!ext || (!d->format && !d->file)) {
+                        xml_writer_empty(w, "disk", "name", d->target, "snapshot", location,
+                                         "type", ext && d->file ? "file" : NULL, NULL);
                         continue;
-                if (d->file && set_prop(disk, "type", "file") < 0)
-                        return -ENOMEM;
-                if (d->format) {
-                        xmlNode *driver;
-
-                        driver = add_text(disk, NULL, "driver", NULL);
-                        if (!driver || set_prop(driver, "type", d->format) < 0)
-                                return -ENOMEM;
                 }
-                if (d->file) {
-                        xmlNode *source;
-
-                        source = add_text(disk, NULL, "source", NULL);
-                        if (!source || set_prop(source, "file", d->file) < 0)
-                                return -ENOMEM;
-                }
+                xml_writer_open(w, "disk", "name", d->target, "snapshot", location,
+                                "type", d->file ? "file" : NULL, NULL);
+                if (d->format)
+                        xml_writer_empty(w, "driver", "type", d->format, NULL);
+                if (d->file)
+                        xml_writer_empty(w, "source", "file", d->file, NULL);
+                xml_writer_close(w, "disk");
         }
-        return 0;
+        xml_writer_close(w, "disks");
 }
 
-/* Fills an empty <domain> element: the one builder for both the <domain> section of a
- * <domainsnapshot> and the standalone document of domain_def_format_xml(). */
-static int fill_domain(xmlNode *domain, const DomainDef *dom) {
-        xmlNode *n, *os, *devices;
+/* The <domain> element: the one writer for both the <domain> section of a <domainsnapshot>
+ * and the standalone document of domain_def_format_xml(). */
+static void format_domain(XmlWriter *w, const DomainDef *dom) {
         char buf[32];
 
-        if (set_prop(domain, "type", "qemu") < 0)
-                return -ENOMEM;
-        if (!add_text(domain, NULL, "name", dom->name))
-                return -ENOMEM;
-
+        xml_writer_open(w, "domain", "type", "qemu", NULL);
+        xml_writer_text(w, "name", dom->name, NULL);
         (void) snprintf(buf, sizeof(buf), "%" PRIu64, dom->memory_kib);
-        n = add_text(domain, NULL, "memory", buf);
-        if (!n || set_prop(n, "unit", "KiB") < 0)
-                return -ENOMEM;
-        if (add_text_u64(domain, NULL, "vcpu", dom->vcpus) < 0)
-                return -ENOMEM;
+        xml_writer_text(w, "memory", buf, "unit", "KiB", NULL);
+        (void) snprintf(buf, sizeof(buf), "%u", dom->vcpus);
+        xml_writer_text(w, "vcpu", buf, NULL);
+        xml_writer_open(w, "os", NULL);
+        xml_writer_text(w, "type", "hvm", "arch", "x86_64", NULL);
+        xml_writer_close(w, "os");
 
-        os = add_text(domain, NULL, "os", NULL);
-        if (!os)
-                return -ENOMEM;
-        n = add_text(os, NULL, "type", "hvm");
-        if (!n || set_prop(n, "arch", "x86_64") < 0)
-                return -ENOMEM;
+        if (dom->n_disks == 0)
+                xml_writer_empty(w, "devices", NULL);
+        else {
+                xml_writer_open(w, "devices", NULL);
+                for (size_t i = 0; i < dom->n_disks; i++) {
+                        const DomainDiskDef *d = &dom->disks[i];
 
-        devices = add_text(domain, NULL, "devices", NULL);
-        if (!devices)
-                return -ENOMEM;
-        for (size_t i = 0; i < dom->n_disks; i++) {
-                const DomainDiskDef *d = &dom->disks[i];
-                xmlNode *disk;
-
-                if (isempty(d->target))
-                        return -EINVAL;
-                disk = add_text(devices, NULL, "disk", NULL);
-                if (!disk || set_prop(disk, "type", "file") < 0 || set_prop(disk, "device", "disk") < 0)
-                        return -ENOMEM;
-                n = add_text(disk, NULL, "driver", NULL);
-                if (!n || set_prop(n, "name", "qemu") < 0)
-                        return -ENOMEM;
-                if (d->format && set_prop(n, "type", d->format) < 0)
-                        return -ENOMEM;
-                if (d->file) {
-                        n = add_text(disk, NULL, "source", NULL);
-                        if (!n || set_prop(n, "file", d->file) < 0)
-                                return -ENOMEM;
+                        xml_writer_open(w, "disk", "type", "file", "device", "disk", NULL);
+                        xml_writer_empty(w, "driver", "name", "qemu", "type", d->format, NULL);
+                        if (d->file)
+                                xml_writer_empty(w, "source", "file", d->file, NULL);
+                        xml_writer_empty(w, "target", "dev", d->target, "bus", "virtio", NULL);
+                        xml_writer_close(w, "disk");
                 }
-                n = add_text(disk, NULL, "target", NULL);
-                if (!n || set_prop(n, "dev", d->target) < 0 || set_prop(n, "bus", "virtio") < 0)
-                        return -ENOMEM;
+                xml_writer_close(w, "devices");
         }
-        return 0;
+        xml_writer_close(w, "domain");
 }
 
-static int format_domain(xmlNode *root, const DomainDef *dom) {
-        xmlNode *domain;
-
-        if (!dom->name)
-                return 0;
-
-        domain = add_text(root, NULL, "domain", NULL);
-        if (!domain)
-                return -ENOMEM;
-        return fill_domain(domain, dom);
+static bool domain_disks_have_targets(const DomainDef *dom) {
+        for (size_t i = 0; i < dom->n_disks; i++)
+                if (isempty(dom->disks[i].target))
+                        return false;
+        return true;
 }
 
 int domain_def_format_xml(const DomainDef *def, char **ret) {
-        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
-        xmlNode *root;
-        int r;
+        XmlWriter w = {};
 
         if (!def || !ret)
                 return -EINVAL;
-        if (isempty(def->name) || !domain_def_strings_valid(def))
+        if (isempty(def->name) || !domain_def_strings_valid(def) || !domain_disks_have_targets(def))
                 return -EINVAL;
 
-        doc = xmlNewDoc(BAD_CAST "1.0");
-        if (!doc)
-                return -ENOMEM;
-        root = xmlNewDocNode(doc, NULL, BAD_CAST "domain", NULL);
-        if (!root)
-                return -ENOMEM;
-        xmlDocSetRootElement(doc, root);
-
-        r = fill_domain(root, def);
-        if (r < 0)
-                return r;
-
-        return xml_doc_format(doc, ret);
+        format_domain(&w, def);
+        return xml_writer_finish(&w, ret);
 }
 
 /* What libvirt has no place for, in one element of our namespace inside <cookie>. */
-static int format_cookie(xmlNode *root, const SnapshotDef *def) {
-        xmlNode *cookie, *ours;
-        xmlNs *ns;
+static void format_cookie(XmlWriter *w, const SnapshotDef *def) {
+        char buf[32];
 
-        cookie = add_text(root, NULL, "cookie", NULL);
-        if (!cookie)
-                return -ENOMEM;
-        ours = add_text(cookie, NULL, "snapshotd", NULL);
-        if (!ours)
-                return -ENOMEM;
-        ns = xmlNewNs(ours, BAD_CAST SNAPSHOTD_XML_NS, NULL);
-        if (!ns)
-                return -ENOMEM;
-        xmlSetNs(ours, ns);
-
-        if (add_text_u64(ours, ns, "creation-time", def->creation_usec) < 0)
-                return -ENOMEM;
-        if (!add_text(ours, ns, "quiesced", def->quiesced ? "yes" : "no"))
-                return -ENOMEM;
+        xml_writer_open(w, "cookie", NULL);
+        xml_writer_open(w, "snapshotd", "xmlns", SNAPSHOTD_XML_NS, NULL);
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64, def->creation_usec);
+        xml_writer_text(w, "creation-time", buf, NULL);
+        xml_writer_text(w, "quiesced", def->quiesced ? "yes" : "no", NULL);
         for (size_t i = 0; i < def->domain.n_disks; i++) {
                 const DomainDiskDef *d = &def->domain.disks[i];
-                xmlNode *disk;
-                char idx[32];
 
                 if (!d->node_name)
                         continue;
-                disk = add_text(ours, ns, "disk", NULL);
-                (void) snprintf(idx, sizeof(idx), "%zu", i);
-                if (!disk || set_prop(disk, "index", idx) < 0 ||
-                    set_prop(disk, "target", d->target) < 0 ||
-                    set_prop(disk, "node-name", d->node_name) < 0)
-                        return -ENOMEM;
+                (void) snprintf(buf, sizeof(buf), "%zu", i);
+                xml_writer_empty(w, "disk", "index", buf, "target", d->target, "node-name", d->node_name, NULL);
         }
-        return 0;
+        xml_writer_close(w, "snapshotd");
+        xml_writer_close(w, "cookie");
 }
 
 int snapshot_xml_format(const SnapshotDef *def, char **ret) {
-        _cleanup_(xmlFreeDocp) xmlDoc *doc = NULL;
-        xmlNode *root, *n;
-        int r;
+        XmlWriter w = {};
+        char buf[32];
 
         if (!def || !ret)
                 return -EINVAL;
@@ -261,63 +174,51 @@ int snapshot_xml_format(const SnapshotDef *def, char **ret) {
                 return -EINVAL;
         if (def->memory < 0 || def->memory >= _SNAPSHOT_LOCATION_MAX)
                 return -EINVAL;
-        for (size_t i = 0; i < def->n_disks; i++)
+        for (size_t i = 0; i < def->n_disks; i++) {
                 if (def->disks[i].location < 0 || def->disks[i].location >= _SNAPSHOT_LOCATION_MAX)
                         return -EINVAL;
+                if (isempty(def->disks[i].target))
+                        return -EINVAL;
+        }
+        if (def->domain.name && !domain_disks_have_targets(&def->domain))
+                return -EINVAL;
 
-        doc = xmlNewDoc(BAD_CAST "1.0");
-        if (!doc)
-                return -ENOMEM;
-        root = xmlNewDocNode(doc, NULL, BAD_CAST "domainsnapshot", NULL);
-        if (!root)
-                return -ENOMEM;
-        xmlDocSetRootElement(doc, root);
-
-        if (def->name && !add_text(root, NULL, "name", def->name))
-                return -ENOMEM;
+        xml_writer_open(&w, "domainsnapshot", NULL);
+        if (def->name)
+                xml_writer_text(&w, "name", def->name, NULL);
         /* NULL and "" differ: no element vs. an empty one. */
-        if (def->description && !add_text(root, NULL, "description", def->description))
-                return -ENOMEM;
-        if (def->state && !add_text(root, NULL, "state", def->state))
-                return -ENOMEM;
+        if (def->description)
+                xml_writer_text(&w, "description", def->description, NULL);
+        if (def->state)
+                xml_writer_text(&w, "state", def->state, NULL);
         if (def->parent) {
-                n = add_text(root, NULL, "parent", NULL);
-                if (!n || !add_text(n, NULL, "name", def->parent))
-                        return -ENOMEM;
+                xml_writer_open(&w, "parent", NULL);
+                xml_writer_text(&w, "name", def->parent, NULL);
+                xml_writer_close(&w, "parent");
         }
-        r = add_text_u64(root, NULL, "creationTime", def->creation_usec / USEC_PER_SEC);
-        if (r < 0)
-                return r;
+        (void) snprintf(buf, sizeof(buf), "%" PRIu64, def->creation_usec / USEC_PER_SEC);
+        xml_writer_text(&w, "creationTime", buf, NULL);
 
-        if (def->memory != SNAPSHOT_LOCATION_DEFAULT || def->memory_file) {
-                n = add_text(root, NULL, "memory", NULL);
-                if (!n)
-                        return -ENOMEM;
-                if (def->memory != SNAPSHOT_LOCATION_DEFAULT &&
-                    set_prop(n, "snapshot", snapshot_location_to_string(def->memory)) < 0)
-                        return -ENOMEM;
+        if (def->memory != SNAPSHOT_LOCATION_DEFAULT || def->memory_file)
                 /* The schema has a file only for external memory. */
-                if (def->memory_file && IN_SET2(def->memory, SNAPSHOT_LOCATION_DEFAULT, SNAPSHOT_LOCATION_EXTERNAL) &&
-                    set_prop(n, "file", def->memory_file) < 0)
-                        return -ENOMEM;
-        }
+                xml_writer_empty(&w, "memory",
+                                 "snapshot", def->memory != SNAPSHOT_LOCATION_DEFAULT ?
+                                             snapshot_location_to_string(def->memory) : NULL,
+                                 "file", IN_SET2(def->memory, SNAPSHOT_LOCATION_DEFAULT, SNAPSHOT_LOCATION_EXTERNAL) ?
+                                         def->memory_file : NULL,
+                                 NULL);
 
-        r = format_disks(root, def);
-        if (r < 0)
-                return r;
+        format_disks(&w, def);
 
-        if (def->current && !add_text(root, NULL, "active", "1"))
-                return -ENOMEM;
+        if (def->current)
+                xml_writer_text(&w, "active", "1", NULL);
 
-        r = format_domain(root, &def->domain);
-        if (r < 0)
-                return r;
+        if (def->domain.name)
+                format_domain(&w, &def->domain);
 
-        r = format_cookie(root, def);
-        if (r < 0)
-                return r;
-
-        return xml_doc_format(doc, ret);
+        format_cookie(&w, def);
+        xml_writer_close(&w, "domainsnapshot");
+        return xml_writer_finish(&w, ret);
 }
 
 /* ---- parse ----------------------------------------------------------------------------- */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,148 @@ int xml_doc_format(xmlDoc *doc, char **ret) {
         if (!s)
                 return -ENOMEM;
         *ret = s;
+        return 0;
+}
+
+/* ---- XmlWriter ---- */
+
+static void writer_put(XmlWriter *w, const char *s, size_t n) {
+        if (w->oom)
+                return;
+        if (w->len + n + 1 > w->alloc) {
+                size_t na = w->alloc ? w->alloc : 2048;
+                char *nb;
+
+                while (w->len + n + 1 > na)
+                        na *= 2;
+                nb = realloc(w->buf, na);
+                if (!nb) {
+                        w->oom = true;
+                        return;
+                }
+                w->buf = nb;
+                w->alloc = na;
+        }
+        memcpy(w->buf + w->len, s, n);
+        w->len += n;
+        w->buf[w->len] = 0;
+}
+
+static void writer_puts(XmlWriter *w, const char *s) {
+        writer_put(w, s, strlen(s));
+}
+
+/* libxml2's escaping (xmlEscapeContent, xmlBufAttrSerializeTxtContent): runs of plain bytes
+ * are copied in one go. */
+static void writer_escaped(XmlWriter *w, const char *s, bool attr) {
+        const char *run = s;
+
+        for (const char *p = s; *p; p++) {
+                const char *e;
+
+                switch (*p) {
+                case '&':
+                        e = "&amp;";
+                        break;
+                case '<':
+                        e = "&lt;";
+                        break;
+                case '>':
+                        e = "&gt;";
+                        break;
+                case '\r':
+                        e = "&#13;";
+                        break;
+                case '"':
+                        e = attr ? "&quot;" : NULL;
+                        break;
+                case '\n':
+                        e = attr ? "&#10;" : NULL;
+                        break;
+                case '\t':
+                        e = attr ? "&#9;" : NULL;
+                        break;
+                default:
+                        e = NULL;
+                }
+                if (!e)
+                        continue;
+                writer_put(w, run, p - run);
+                writer_puts(w, e);
+                run = p + 1;
+        }
+        writer_puts(w, run);
+}
+
+static void writer_tag_start(XmlWriter *w, const char *name, va_list ap) {
+        const char *a;
+
+        for (unsigned i = 0; i < w->depth; i++)
+                writer_put(w, "  ", 2);
+        writer_put(w, "<", 1);
+        writer_puts(w, name);
+        while ((a = va_arg(ap, const char *))) {
+                const char *v = va_arg(ap, const char *);
+
+                if (!v)
+                        continue;
+                writer_put(w, " ", 1);
+                writer_puts(w, a);
+                writer_put(w, "=\"", 2);
+                writer_escaped(w, v, true);
+                writer_put(w, "\"", 1);
+        }
+}
+
+void xml_writer_open(XmlWriter *w, const char *name, ...) {
+        va_list ap;
+
+        va_start(ap, name);
+        writer_tag_start(w, name, ap);
+        va_end(ap);
+        writer_put(w, ">\n", 2);
+        w->depth++;
+}
+
+void xml_writer_close(XmlWriter *w, const char *name) {
+        w->depth--;
+        for (unsigned i = 0; i < w->depth; i++)
+                writer_put(w, "  ", 2);
+        writer_put(w, "</", 2);
+        writer_puts(w, name);
+        writer_put(w, ">\n", 2);
+}
+
+void xml_writer_empty(XmlWriter *w, const char *name, ...) {
+        va_list ap;
+
+        va_start(ap, name);
+        writer_tag_start(w, name, ap);
+        va_end(ap);
+        writer_put(w, "/>\n", 3);
+}
+
+void xml_writer_text(XmlWriter *w, const char *name, const char *text, ...) {
+        va_list ap;
+
+        va_start(ap, text);
+        writer_tag_start(w, name, ap);
+        va_end(ap);
+        writer_put(w, ">", 1);
+        writer_escaped(w, text, false);
+        writer_put(w, "</", 2);
+        writer_puts(w, name);
+        writer_put(w, ">\n", 2);
+}
+
+int xml_writer_finish(XmlWriter *w, char **ret) {
+        if (w->oom || !w->buf) {
+                free(w->buf);
+                *w = (XmlWriter) {};
+                return -ENOMEM;
+        }
+        *ret = w->buf;
+        *w = (XmlWriter) {};
         return 0;
 }
 

@@ -63,6 +63,30 @@ bool xml_string_is_valid(const char *s);
  * string. */
 int xml_doc_format(xmlDoc *doc, char **ret);
 
+/* Writes a document straight as text, byte for byte what xml_doc_format() prints for the
+ * same tree (two-space indent, text escaped as libxml2 does: &amp; &lt; &gt; &#13; and in
+ * attributes also &quot; &#10; &#9;, UTF-8 kept), without building the tree: formatting a
+ * snapshot record this way costs a few microseconds instead of ~25. Attributes are given
+ * as name, value pairs ending in NULL; a pair whose value is NULL is left out. Strings
+ * must be valid (xml_string_is_valid()). Out of memory is remembered and reported by
+ * xml_writer_finish(). */
+typedef struct XmlWriter {
+        char *buf;
+        size_t len, alloc;
+        unsigned depth;
+        bool oom;
+} XmlWriter;
+
+/* <name attrs>, then children one level deeper until xml_writer_close(). */
+void xml_writer_open(XmlWriter *w, const char *name, ...) __attribute__((sentinel));
+void xml_writer_close(XmlWriter *w, const char *name);
+/* <name attrs/> */
+void xml_writer_empty(XmlWriter *w, const char *name, ...) __attribute__((sentinel));
+/* <name attrs>text</name> */
+void xml_writer_text(XmlWriter *w, const char *name, const char *text, ...) __attribute__((sentinel));
+/* The document (ending in a newline) or -ENOMEM; the writer is emptied either way. */
+int xml_writer_finish(XmlWriter *w, char **ret);
+
 /* Writes data into dir/filename atomically: a 0600 temporary file created with O_EXCL in
  * dir (named ".tmp-XXXXXX", so directory loaders skip it), write, fsync, rename, fsync dir.
  * dir must exist. */

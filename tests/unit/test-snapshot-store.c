@@ -523,6 +523,88 @@ static void free_list(SnapshotDef **l, size_t n) {
         free(l);
 }
 
+/* The writer against what libxml2's serializer printed for the same definition (taken from
+ * the tree-building formatter this replaced): every escape, empty and self-closed form. */
+static const char golden_xml[] =
+        "<domainsnapshot>\n"
+        "  <name>caf\xc3" "\xa9" "-\xf0" "\x9f" "\x98" "\x80" "</name>\n"
+        "  <description>line1\n"
+        "line2&#13;\n"
+        "&lt;b&gt;&amp;amp;&lt;/b&gt; ]]&gt; \"q\" 'a'\t</description>\n"
+        "  <state>running</state>\n"
+        "  <parent>\n"
+        "    <name>p&amp;q</name>\n"
+        "  </parent>\n"
+        "  <creationTime>1700000000</creationTime>\n"
+        "  <memory snapshot=\"external\" file=\"/img/m&quot;em.mem\"/>\n"
+        "  <disks>\n"
+        "    <disk name=\"vda\" snapshot=\"external\" type=\"file\">\n"
+        "      <driver type=\"qcow2\"/>\n"
+        "      <source file=\"/img/a&amp;b&lt;c&gt;d&quot;e'f&#9;g&#10;h&#13;i.qcow2\"/>\n"
+        "    </disk>\n"
+        "    <disk name=\"vdb\" snapshot=\"internal\"/>\n"
+        "    <disk name=\"vdc\">\n"
+        "      <driver type=\"qcow2\"/>\n"
+        "    </disk>\n"
+        "    <disk name=\"vdd\" snapshot=\"no\"/>\n"
+        "  </disks>\n"
+        "  <active>1</active>\n"
+        "  <domain type=\"qemu\">\n"
+        "    <name>vm&lt;1&gt;</name>\n"
+        "    <memory unit=\"KiB\">1048576</memory>\n"
+        "    <vcpu>2</vcpu>\n"
+        "    <os>\n"
+        "      <type arch=\"x86_64\">hvm</type>\n"
+        "    </os>\n"
+        "    <devices>\n"
+        "      <disk type=\"file\" device=\"disk\">\n"
+        "        <driver name=\"qemu\" type=\"qcow2\"/>\n"
+        "        <source file=\"/img/caf\xc3" "\xa9" " \xe2" "\x82" "\xac" ".qcow2\"/>\n"
+        "        <target dev=\"vda\" bus=\"virtio\"/>\n"
+        "      </disk>\n"
+        "      <disk type=\"file\" device=\"disk\">\n"
+        "        <driver name=\"qemu\"/>\n"
+        "        <target dev=\"vdb\" bus=\"virtio\"/>\n"
+        "      </disk>\n"
+        "    </devices>\n"
+        "  </domain>\n"
+        "  <cookie>\n"
+        "    <snapshotd xmlns=\"https://example.org/snapshotd/1\">\n"
+        "      <creation-time>1700000000123456</creation-time>\n"
+        "      <quiesced>yes</quiesced>\n"
+        "      <disk index=\"0\" target=\"vda\" node-name=\"n&amp;1\"/>\n"
+        "    </snapshotd>\n"
+        "  </cookie>\n"
+        "</domainsnapshot>\n";
+
+static void test_format_golden(void) {
+        SnapshotDiskDef disks[] = {
+                { .target = S("vda"), .location = SNAPSHOT_LOCATION_EXTERNAL,
+                  .file = S("/img/a&b<c>d\"e'f\tg\nh\ri.qcow2"), .format = S("qcow2") },
+                { .target = S("vdb"), .location = SNAPSHOT_LOCATION_INTERNAL },
+                { .target = S("vdc"), .location = SNAPSHOT_LOCATION_DEFAULT, .format = S("qcow2") },
+                { .target = S("vdd"), .location = SNAPSHOT_LOCATION_NO },
+        };
+        DomainDiskDef ddisks[] = {
+                { .target = S("vda"), .file = S("/img/caf\xc3\xa9 \xe2\x82\xac.qcow2"), .format = S("qcow2"),
+                  .node_name = S("n&1") },
+                { .target = S("vdb") },
+        };
+        SnapshotDef d = {
+                .name = S("caf\xc3\xa9-\xf0\x9f\x98\x80"),
+                .description = S("line1\nline2\r\n<b>&amp;</b> ]]> \"q\" 'a'\t"),
+                .parent = S("p&q"), .state = S("running"), .creation_usec = 1700000000123456ULL,
+                .memory = SNAPSHOT_LOCATION_EXTERNAL, .memory_file = S("/img/m\"em.mem"),
+                .disks = disks, .n_disks = 4, .current = true, .quiesced = true,
+                .domain = { .name = S("vm<1>"), .memory_kib = 1048576, .vcpus = 2, .disks = ddisks, .n_disks = 2 },
+        };
+        _cleanup_free_ char *xml = NULL;
+        int r;
+
+        r = snapshot_xml_format(&d, &xml);
+        CHECK(r == 0 && streq(xml, golden_xml), "format differs from libxml2's:\n%s", xml ?: "(none)");
+}
+
 /* Packed definitions (what the loader keeps): equal to their source, and their strings can
  * still be replaced and the whole freed (under ASan/valgrind this catches a free() of a
  * string inside the pack). */
@@ -705,6 +787,7 @@ int main(void) {
         test_location_table();
         test_round_trip();
         test_pack();
+        test_format_golden();
         test_libvirt_sample();
         test_refusals();
         test_store();
