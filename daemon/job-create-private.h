@@ -145,6 +145,7 @@ struct CreateJob {
         sd_event_source *progress_timer;
         sd_event_source *live_timer;
         sd_event_source *end_timer;
+        sd_event_source *abort_timer;   /* AbortJob: QEMU must say "cancelled" within this */
         uint64_t progress_call;
         Worker *worker;
         uint64_t stop_usec, resume_usec;  /* from QEMU's STOP/RESUME events */

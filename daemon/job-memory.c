@@ -38,6 +38,7 @@
 #define LIVE_TIMEOUT_DEFAULT_SEC 120U
 #define LIVE_DOWNTIME_MS 20
 #define MEMORY_HEADROOM (64ULL << 20)
+#define ABORT_CANCEL_TIMEOUT_USEC (10 * USEC_PER_SEC)
 /* Less free than this after a failed save: the file system filled up. */
 #define MEMORY_FULL_BELOW (1ULL << 20)
 #define CONT_RETRY_USEC (2 * USEC_PER_MSEC)
@@ -48,6 +49,7 @@
 static const char *const our_caps[] = { "events", "pause-before-switchover", "auto-converge" };
 
 static void sync_and_restore_done(CreateJob *j);
+static void arm_abort_timer(CreateJob *j);
 static json_t *saved_caps_args(CreateJob *j);
 static void on_restore_caps(CreateJob *j, json_t *reply, const QmpError *err);
 
@@ -170,7 +172,8 @@ static void on_escalate(Qmp *q, json_t *reply, const QmpError *err, void *userda
 static int on_live_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         CreateJob *j = userdata;
 
-        if (j->step != STEP_MEMORY || j->at_switchover || j->undoing)
+        /* Being aborted, the save is cancelled, not finished: nothing to pause the guest for. */
+        if (j->step != STEP_MEMORY || j->at_switchover || j->undoing || j->abort_requested)
                 return 0;
 
         /* The guest dirties memory faster than the image is written, even throttled by
@@ -278,8 +281,10 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         j->fd_added = false;
         j->memory_step = MEMORY_WAIT;
         /* AbortJob came while migrate was in flight: cancel now that there is a save. */
-        if (j->abort_requested)
+        if (j->abort_requested) {
                 (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
+                arm_abort_timer(j);
+        }
 
         (void) sd_event_add_time_relative(j->domain->manager->event, &j->progress_timer, CLOCK_MONOTONIC,
                                           PROGRESS_INTERVAL_USEC, 10 * USEC_PER_MSEC, on_progress_timer, j);
@@ -604,6 +609,26 @@ void job_restore_next(CreateJob *j) {
 
 /* ---- abort ---- */
 
+/* The MIGRATION "cancelled" event ends an aborted save. Should it never come, the rollback
+ * starts anyway (and waits for the save's end there, bounded too): an AbortJob never leaves
+ * the job, and its caller, hanging. */
+static int on_abort_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        CreateJob *j = userdata;
+
+        if (j->undoing || j->step != STEP_MEMORY)
+                return 0;
+        log_warning("Domain '%s': QEMU did not cancel the save of '%s' in time; rolling back anyway.",
+                    domain_name(j->domain), j->req.name);
+        job_fail(j, SNAPSHOT_ERROR_ABORTED, "Aborted by AbortJob");
+        return 0;
+}
+
+static void arm_abort_timer(CreateJob *j) {
+        j->abort_timer = sd_event_source_disable_unref(j->abort_timer);
+        (void) sd_event_add_time_relative(j->domain->manager->event, &j->abort_timer, CLOCK_MONOTONIC,
+                                          ABORT_CANCEL_TIMEOUT_USEC, 0, on_abort_timeout, j);
+}
+
 int create_job_abort(CreateJob *j, sd_bus_error *error) {
         if (j->undoing)
                 return sd_bus_error_set(error, SNAPSHOT_ERROR_OPERATION_INVALID, "The job is already being rolled back");
@@ -619,8 +644,10 @@ int create_job_abort(CreateJob *j, sd_bus_error *error) {
         log_info("Domain '%s': aborting snapshot '%s'.", domain_name(j->domain), j->req.name);
         /* A running save: the MIGRATION "cancelled" event fails the job, which rolls back and
          * replies Aborted. Otherwise the job stops at its next step (job_next). */
-        if (j->migration_started)
+        if (j->migration_started) {
                 (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
+                arm_abort_timer(j);
+        }
         return 0;
 }
 
@@ -698,6 +725,7 @@ void job_memory_clear(CreateJob *j) {
         sd_event_source_disable_unref(j->progress_timer);
         sd_event_source_disable_unref(j->live_timer);
         sd_event_source_disable_unref(j->end_timer);
+        sd_event_source_disable_unref(j->abort_timer);
         json_decref(j->saved_caps);
         json_decref(j->saved_params);
         if (j->memory_fd >= 0)
