@@ -139,6 +139,7 @@ struct CreateJob {
         bool migration_done;
         bool waiting_migration_end;
         bool ev_switchover;     /* MIGRATION events seen, not acted on yet */
+        char *ev_ended_early;   /* "failed"/"cancelled" seen while our migrate call was in flight */
         bool ev_completed;
         bool abort_requested;
         bool escalated;         /* live-timeout hit: we paused the guest to finish */

@@ -271,6 +271,21 @@ static void on_getfd(CreateJob *j, json_t *reply, const QmpError *err) {
         memory_advance(j, MEMORY_MIGRATE);
 }
 
+static void on_early_end_query(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        CreateJob *j = userdata;
+        const char *st = err ? NULL : json_string_value(json_object_get(reply, "status"));
+
+        j->progress_call = 0;
+        if (j->undoing || !j->migration_started || !st)
+                return;
+        if (streq(st, "failed") || streq(st, "cancelled")) {
+                _cleanup_(json_decrefp) json_t *data = json_pack("{s:s}", "status", st);
+
+                if (data)
+                        job_memory_on_event(j, "MIGRATION", data);
+        }
+}
+
 static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         uint64_t live_timeout;
 
@@ -285,6 +300,10 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
                 (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
                 arm_abort_timer(j);
         }
+        /* Ended before its reply came: check with QEMU rather than trust an event that may
+         * have been an earlier save's. */
+        if (j->ev_ended_early)
+                (void) qmp_call(j->domain->qmp, "query-migrate", NULL, -1, 0, on_early_end_query, j, &j->progress_call);
 
         (void) sd_event_add_time_relative(j->domain->manager->event, &j->progress_timer, CLOCK_MONOTONIC,
                                           PROGRESS_INTERVAL_USEC, 10 * USEC_PER_MSEC, on_progress_timer, j);
@@ -432,6 +451,16 @@ void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
         }
         if (j->undoing)
                 return;
+
+        /* MIGRATION events do not say whose migration they are about. A save of an earlier
+         * job that ended before QEMU's last word can still report "cancelled" or "failed":
+         * that must not end this job, nor leave its own migration running unwatched. Only
+         * once our migrate is sent do they count, and until its reply is in they are kept. */
+        if ((streq(status, "failed") || streq(status, "cancelled")) && !j->migration_started) {
+                if (j->memory_step == MEMORY_MIGRATE && j->cont && !j->ev_ended_early)
+                        j->ev_ended_early = strdup(status);
+                return;
+        }
 
         if (streq(status, "pre-switchover"))
                 j->ev_switchover = true;
@@ -733,6 +762,7 @@ void job_memory_clear(CreateJob *j) {
         free(j->memory_file);
         free(j->internal_job_id);
         free(j->internal_error);
+        free(j->ev_ended_early);
 }
 
 void create_job_on_disconnect(CreateJob *j) {
