@@ -267,9 +267,10 @@ class CliTest(snaptest.SharedTestCase):
             self.assertEqual([os.path.basename(f) for f in chain[:2]], ["p4.%s.qcow2" % target, "p3.%s.qcow2" % target])
             self.assertEqual(len(chain), 3, chain)
             self.assertFalse(chain[2].startswith(S.images), chain)
-            for f in chain[:2]:
-                rc, out = snaptest.image_check(f)
-                self.assertEqual(rc, 0, out)
+            # the top overlay is the one the running guest writes to: qemu-img check reads it
+            # mid-write and may see a cluster allocated past the end; the backing one is still
+            rc, out = snaptest.image_check(chain[1])
+            self.assertEqual(rc, 0, out)
         files = {n.get("file") for n in S.guest.block_graph()}
         for n in doomed:
             self.assertFalse([f for f in files if f and os.path.basename(f).startswith(n + ".")], files)
