@@ -70,8 +70,10 @@ class DeleteTest(snaptest.SharedTestCase):
         return out
 
     def assert_images_clean(self):
+        # Not the top of each chain: the running guest writes to it while qemu-img reads it,
+        # which can show a cluster allocated past the end of the file for a moment.
         for t in ("vda", "vdb"):
-            for f in self.chain(t):
+            for f in self.chain(t)[1:]:
                 code, out = snaptest.image_check(f)
                 self.assertEqual(code, 0, out)
 
