@@ -369,6 +369,25 @@ static bool snapshot_is_internal_full(const Snapshot *s) {
         return s->def->memory == SNAPSHOT_LOCATION_INTERNAL;
 }
 
+static RevertJob *revert_job_new(Domain *d, Snapshot *s, uint64_t flags) {
+        RevertJob *j = calloc(1, sizeof(RevertJob));
+
+        if (!j)
+                return NULL;
+        j->domain = d;
+        j->snapshot = s;
+        j->flags = flags;
+        j->started_usec = now_usec();
+        return j;
+}
+
+/* The domain's job from here: busy, and its block graph no longer what the cache says. */
+static void revert_job_attach(RevertJob *j) {
+        disk_cache_clear(&j->domain->disk_cache);
+        j->domain->revert_job = j;
+        (void) domain_emit_changed(j->domain, "Job");
+}
+
 int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error) {
         RevertJob *j;
         uint32_t tag;
@@ -387,13 +406,9 @@ int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
                                          "Domain '%s' is %s: loading internal snapshot '%s' needs its QEMU running",
                                          domain_name(d), domain_state_to_string(d->state), snapshot_name(s));
 
-        j = calloc(1, sizeof(RevertJob));
+        j = revert_job_new(d, s, flags);
         if (!j)
                 return -ENOMEM;
-        j->domain = d;
-        j->started_usec = now_usec();
-        j->snapshot = s;
-        j->flags = flags;
         j->request = sd_bus_message_ref(m);
         if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
                 tag = (uint32_t) rand();
@@ -418,9 +433,7 @@ int revert_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
                                          strerror(-r));
         }
 
-        disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
-        d->revert_job = j;
-        (void) domain_emit_changed(d, "Job");
+        revert_job_attach(j);
 
         if (snapshot_is_internal_full(s))
                 revert_next(j);
@@ -462,13 +475,9 @@ int revert_job_resume(Domain *d, json_t *journal) {
                         (void) journal_delete(d->manager->state_dir, domain_name(d));
                         return 0;
                 }
-                j = calloc(1, sizeof(RevertJob));
+                j = revert_job_new(d, s, (uint64_t) json_integer_value(json_object_get(journal, "flags")));
                 if (!j)
                         return log_oom();
-                j->domain = d;
-                j->snapshot = s;
-                j->started_usec = now_usec();
-                j->flags = (uint64_t) json_integer_value(json_object_get(journal, "flags"));
                 r = journal_new(&j->journal, d->manager->state_dir, domain_name(d), "snapshot-revert");
                 if (r >= 0 && (journal_put(j->journal, "snapshot", json_string(snapshot_name(s))) < 0 ||
                                journal_put(j->journal, "flags", json_integer((json_int_t) j->flags)) < 0))
@@ -479,9 +488,7 @@ int revert_job_resume(Domain *d, json_t *journal) {
                 }
                 log_info("Domain '%s': recovering an interrupted revert to '%s': running it again.", domain_name(d),
                          name);
-                disk_cache_clear(&d->disk_cache);
-                d->revert_job = j;
-                (void) domain_emit_changed(d, "Job");
+                revert_job_attach(j);
                 revert_external_start(j);
                 return 1;
         }
@@ -491,13 +498,9 @@ int revert_job_resume(Domain *d, json_t *journal) {
                 (void) journal_delete(d->manager->state_dir, domain_name(d));
                 return 0;
         }
-        j = calloc(1, sizeof(RevertJob));
+        j = revert_job_new(d, s, (uint64_t) json_integer_value(json_object_get(journal, "flags")));
         if (!j)
                 return log_oom();
-        j->domain = d;
-        j->started_usec = now_usec();
-        j->snapshot = s;
-        j->flags = (uint64_t) json_integer_value(json_object_get(journal, "flags"));
         j->resumed_loaded = json_is_true(json_object_get(journal, "loaded"));
         j->job_id = strdup(load_job);
         r = journal_new(&j->journal, d->manager->state_dir, domain_name(d), "snapshot-revert");
@@ -507,9 +510,7 @@ int revert_job_resume(Domain *d, json_t *journal) {
         }
         log_info("Domain '%s': recovering an interrupted revert to '%s'.", domain_name(d), name);
         j->step = INTERNAL_QUERY; /* nothing moves until on_settled */
-        disk_cache_clear(&d->disk_cache);
-        d->revert_job = j;
-        (void) domain_emit_changed(d, "Job");
+        revert_job_attach(j);
         r = job_settle(d, load_job, false, on_settled, j, &j->settle);
         if (r < 0)
                 revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
