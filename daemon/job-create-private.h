@@ -147,6 +147,9 @@ struct CreateJob {
         sd_event_source *live_timer;
         sd_event_source *end_timer;
         sd_event_source *abort_timer;   /* AbortJob: QEMU must say "cancelled" within this */
+        sd_event_source *nudge_timer;   /* cancelled, not ended yet: see migration-cancel.c */
+        uint64_t nudge_call;
+        bool nudged;
         uint64_t progress_call;
         Worker *worker;
         uint64_t stop_usec, resume_usec;  /* from QEMU's STOP/RESUME events */

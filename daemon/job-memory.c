@@ -29,6 +29,7 @@
 #include "journal.h"
 #include "log.h"
 #include "manager.h"
+#include "migration-cancel.h"
 #include "path-util.h"
 #include "save-image.h"
 #include "snapshot-bus.h"
@@ -50,6 +51,8 @@ static const char *const our_caps[] = { "events", "pause-before-switchover", "au
 
 static void sync_and_restore_done(CreateJob *j);
 static void arm_abort_timer(CreateJob *j);
+static void cancel_save(CreateJob *j);
+static void migration_ended(CreateJob *j);
 static json_t *saved_caps_args(CreateJob *j);
 static void on_restore_caps(CreateJob *j, json_t *reply, const QmpError *err);
 
@@ -297,7 +300,7 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         j->memory_step = MEMORY_WAIT;
         /* AbortJob came while migrate was in flight: cancel now that there is a save. */
         if (j->abort_requested) {
-                (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
+                cancel_save(j);
                 arm_abort_timer(j);
         }
         /* Ended before its reply came: check with QEMU rather than trust an event that may
@@ -444,8 +447,7 @@ void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
         if (j->waiting_migration_end && (streq(status, "cancelled") || streq(status, "failed") || streq(status, "completed"))) {
                 j->waiting_migration_end = false;
                 (void) sd_event_source_set_enabled(j->end_timer, SD_EVENT_OFF);
-                j->migration_started = false;
-                (void) sd_event_source_set_enabled(j->progress_timer, SD_EVENT_OFF);
+                migration_ended(j);
                 job_undo_next(j);
                 return;
         }
@@ -470,8 +472,7 @@ void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
         if (streq(status, "failed") || streq(status, "cancelled")) {
                 /* The save has ended already: the rollback must not wait for an end event that
                  * will not come again (it did, for 30 s, after every AbortJob). */
-                j->migration_started = false;
-                (void) sd_event_source_set_enabled(j->progress_timer, SD_EVENT_OFF);
+                migration_ended(j);
         }
         if (streq(status, "failed"))
                 memory_save_failed(j);
@@ -638,6 +639,49 @@ void job_restore_next(CreateJob *j) {
 
 /* ---- abort ---- */
 
+static void migration_ended(CreateJob *j) {
+        j->migration_started = false;
+        (void) sd_event_source_set_enabled(j->progress_timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(j->nudge_timer, SD_EVENT_OFF);
+}
+
+static void on_nudge(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        CreateJob *j = userdata;
+
+        j->nudge_call = 0;
+        /* QEMU takes it only from a save still "cancelling" this long after the cancel:
+         * most likely the stuck one, and it is free now. */
+        if (!err && !j->nudged) {
+                j->nudged = true;
+                log_notice("Domain '%s': the cancelled save of '%s' was stuck in QEMU; woke it with migrate-continue.",
+                           domain_name(j->domain), j->req.name);
+        }
+}
+
+static int on_nudge_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        CreateJob *j = userdata;
+
+        if (!j->migration_started)
+                return 0;
+        if (!j->nudge_call)
+                (void) migration_cancel_nudge(j->domain->qmp, on_nudge, j, &j->nudge_call);
+        (void) sd_event_source_set_time_relative(s, MIGRATION_NUDGE_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
+/* migrate_cancel, and until the save ends a nudge now and then: QEMU can lose the cancel's
+ * wake-up and hang in "cancelling" with the guest stopped (migration-cancel.c). */
+static void cancel_save(CreateJob *j) {
+        (void) migration_cancel(j->domain->qmp);
+        if (j->nudge_timer) {
+                (void) sd_event_source_set_time_relative(j->nudge_timer, MIGRATION_NUDGE_USEC);
+                (void) sd_event_source_set_enabled(j->nudge_timer, SD_EVENT_ONESHOT);
+                return;
+        }
+        (void) sd_event_add_time_relative(j->domain->manager->event, &j->nudge_timer, CLOCK_MONOTONIC,
+                                          MIGRATION_NUDGE_USEC, 0, on_nudge_timer, j);
+}
+
 /* The MIGRATION "cancelled" event ends an aborted save. Should it never come, the rollback
  * starts anyway (and waits for the save's end there, bounded too): an AbortJob never leaves
  * the job, and its caller, hanging. */
@@ -674,7 +718,7 @@ int create_job_abort(CreateJob *j, sd_bus_error *error) {
         /* A running save: the MIGRATION "cancelled" event fails the job, which rolls back and
          * replies Aborted. Otherwise the job stops at its next step (job_next). */
         if (j->migration_started) {
-                (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
+                cancel_save(j);
                 arm_abort_timer(j);
         }
         return 0;
@@ -688,7 +732,7 @@ static int on_migration_end_timeout(sd_event_source *s, uint64_t usec, void *use
         if (!j->waiting_migration_end)
                 return 0;
         j->waiting_migration_end = false;
-        j->migration_started = false;
+        migration_ended(j);
         log_warning("Domain '%s': QEMU did not confirm the memory save was cancelled.", domain_name(j->domain));
         job_undo_next(j);
         return 0;
@@ -708,7 +752,7 @@ bool job_memory_undo_next(CreateJob *j, job_reply_fn next) {
                 (void) sd_event_add_time_relative(j->domain->manager->event, &j->end_timer, CLOCK_MONOTONIC,
                                                   MIGRATION_END_TIMEOUT_USEC, 0, on_migration_end_timeout, j);
                 if (!j->abort_requested)
-                        (void) qmp_call(j->domain->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
+                        cancel_save(j);
                 j->abort_requested = true;
                 return true;
         }
@@ -750,11 +794,14 @@ bool job_memory_undo_next(CreateJob *j, job_reply_fn next) {
 void job_memory_clear(CreateJob *j) {
         if (j->progress_call)
                 qmp_cancel(j->domain->qmp, j->progress_call);
+        if (j->nudge_call)
+                qmp_cancel(j->domain->qmp, j->nudge_call);
         worker_detach(j->worker);
         sd_event_source_disable_unref(j->progress_timer);
         sd_event_source_disable_unref(j->live_timer);
         sd_event_source_disable_unref(j->end_timer);
         sd_event_source_disable_unref(j->abort_timer);
+        sd_event_source_disable_unref(j->nudge_timer);
         json_decref(j->saved_caps);
         json_decref(j->saved_params);
         if (j->memory_fd >= 0)
@@ -768,7 +815,7 @@ void job_memory_clear(CreateJob *j) {
 void create_job_on_disconnect(CreateJob *j) {
         if (j->waiting_migration_end) {
                 j->waiting_migration_end = false;
-                j->migration_started = false;
+                migration_ended(j);
                 (void) sd_event_source_set_enabled(j->end_timer, SD_EVENT_OFF);
                 job_undo_next(j);
                 return;

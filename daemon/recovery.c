@@ -23,6 +23,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "migration-cancel.h"
 #include "recovery.h"
 #include "save-image.h"
 #include "snapshot-bus.h"
@@ -198,6 +199,9 @@ static void on_reply(Qmp *q, json_t *reply, const QmpError *err, void *userdata)
         case REC_MIGRATION_WAIT: {
                 const char *st = err ? NULL : json_string_value(json_object_get(reply, "status"));
 
+                /* Still cancelling half a second on: QEMU may have lost the cancel's wake-up. */
+                if (st && streq(st, "cancelling") && rc->polls % 10 == 9)
+                        (void) migration_cancel_nudge(d->qmp, NULL, NULL, NULL);
                 if (st && (streq(st, "active") || streq(st, "pre-switchover") || streq(st, "device") ||
                            streq(st, "cancelling") || streq(st, "setup")) && rc->polls++ < MAX_POLLS) {
                         rc->timer = sd_event_source_disable_unref(rc->timer);
@@ -267,7 +271,7 @@ static void recovery_next(Recovery *rc) {
                         rc->step = REC_BLOCKS;
                         return recovery_next(rc);
                 }
-                (void) qmp_call(d->qmp, "migrate_cancel", NULL, -1, 0, NULL, NULL, NULL);
+                (void) migration_cancel(d->qmp);
                 rc->step = REC_MIGRATION_WAIT;
                 r = qmp_call(d->qmp, "query-migrate", NULL, -1, 0, on_reply, rc, NULL);
                 break;

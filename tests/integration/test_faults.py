@@ -5,9 +5,19 @@
 #    passes; the call fails with Failed, and once QEMU is back nothing of the snapshot is
 #    left: no record, no overlay file, no journal; the domain takes the next snapshot;
 #  - the image file system fills up in the middle of a live memory save: the call fails,
-#    the partial image and the overlays are gone, the guest runs on its old disks.
+#    the partial image and the overlays are gone, the guest runs on its old disks;
+#  - QEMU loses an AbortJob's cancel (QEMU 7.2's migration_maybe_pause race, which left a
+#    soak run's guest stopped in finish-migrate for good): the save hangs in "cancelling"
+#    with the guest stopped. Real QEMU hits it only by chance, so the proxy stages it on a
+#    real save that is paused at switchover: it hides the pause from snapshotd, swallows
+#    the migrate_cancel and reports "cancelling" from then on, until snapshotd's
+#    `migrate-continue state=cancelling` (the wake-up that frees the stuck thread), which
+#    it hands to QEMU as the cancel QEMU never got. The abort must end promptly with the
+#    guest running and nothing left behind; and when snapshotd is killed while the save is
+#    stuck, the restarted one's recovery must free it the same way.
 
 import errno
+import json
 import os
 import shutil
 import socket
@@ -27,12 +37,14 @@ wait_until = snaptest.wait_until
 
 class QmpProxy:
     """Forwards QMP between snapshotd and QEMU; kills QEMU when a command matching
-    `trigger` goes by (before QEMU sees it)."""
+    `trigger` goes by (before QEMU sees it). With `filter` set, it works message by message:
+    filter(to_qemu, msg) returns the messages to send instead, as (to_qemu, msg) pairs."""
 
     def __init__(self, path, target):
         self.path, self.target = path, target
         self.trigger = None
         self.on_trigger = None
+        self.filter = None
         self.fired = threading.Event()
         self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.srv.bind(path)
@@ -52,10 +64,12 @@ class QmpProxy:
                 c.close()
                 u.close()
                 continue
-            threading.Thread(target=self.pump, args=(c, u, True), daemon=True).start()
-            threading.Thread(target=self.pump, args=(u, c, False), daemon=True).start()
+            conn = {True: u, False: c, "lock": threading.Lock()}
+            threading.Thread(target=self.pump, args=(c, u, True, conn), daemon=True).start()
+            threading.Thread(target=self.pump, args=(u, c, False, conn), daemon=True).start()
 
-    def pump(self, src, dst, to_qemu):
+    def pump(self, src, dst, to_qemu, conn):
+        buf = b""
         try:
             while True:
                 # getfd passes the memory image's fd along with the command: forward it too
@@ -67,12 +81,22 @@ class QmpProxy:
                     self.on_trigger()
                     self.fired.set()
                     break
+                if self.filter and not fds:
+                    buf += data
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            for where, msg in self.filter(to_qemu, json.loads(line)):
+                                with conn["lock"]:
+                                    conn[where].sendall(json.dumps(msg).encode() + b"\r\n")
+                    continue
                 if fds:
                     socket.send_fds(dst, [data], fds)
                     for fd in fds:
                         os.close(fd)
                 else:
-                    dst.sendall(data)
+                    with conn["lock"]:
+                        dst.sendall(data)
         except OSError:
             pass
         for s in (src, dst):
@@ -86,6 +110,40 @@ class QmpProxy:
 
     def close(self):
         self.srv.close()
+
+
+class LostCancel:
+    """Stages QEMU's lost cancel on a real save (see the top of this file)."""
+
+    def __init__(self):
+        self.paused = threading.Event()     # QEMU is at switchover; snapshotd was not told
+        self.woken = threading.Event()      # snapshotd sent the wake-up
+        self.stuck = False
+        self.queries = set()
+
+    def __call__(self, to_qemu, msg):
+        if not to_qemu:
+            if msg.get("event") == "MIGRATION" and msg["data"].get("status") == "pre-switchover" \
+                    and not self.woken.is_set():
+                self.paused.set()
+                return []
+            if self.stuck and msg.get("id") in self.queries and isinstance(msg.get("return"), dict):
+                msg["return"]["status"] = "cancelling"
+            return [(False, msg)]
+        cmd = msg.get("execute")
+        if cmd == "migrate_cancel" and self.paused.is_set() and not self.woken.is_set():
+            self.stuck = True
+            now = time.time()
+            return [(False, {"return": {}, "id": msg.get("id")}),
+                    (False, {"event": "MIGRATION", "data": {"status": "cancelling"},
+                             "timestamp": {"seconds": int(now), "microseconds": int(now % 1 * 1e6)}})]
+        if self.stuck and cmd == "query-migrate":
+            self.queries.add(msg.get("id"))
+        if self.stuck and cmd == "migrate-continue" and msg.get("arguments", {}).get("state") == "cancelling":
+            self.stuck = False
+            self.woken.set()
+            return [(True, {"execute": "migrate_cancel", "id": msg.get("id")})]
+        return [(True, msg)]
 
 
 class FaultsTest(unittest.TestCase):
@@ -205,6 +263,87 @@ class FaultsTest(unittest.TestCase):
         self.assertEqual(self.guest.status(), "running")
         # and the next save, with room, works
         p = self.create("fits", {"disk-only": v("b", True)})
+        self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+
+    def test_03_cancel_lost_in_qemu(self):
+        meta, files = self.meta(), sorted(os.listdir(self.images))
+        lost = LostCancel()
+        self.proxy.filter = lost
+        out = []
+
+        def save():
+            try:
+                out.append(self.create("lost-cancel", {"live": v("b", True), "memory": v("s", "external")}))
+            except BusError as e:
+                out.append(e)
+
+        t = threading.Thread(target=save)
+        try:
+            t.start()
+            self.assertTrue(lost.paused.wait(120), "the save never reached switchover")
+            self.assertEqual(self.guest.status(), "finish-migrate")
+            t0 = time.monotonic()
+            self.bus.call(self.dom, DOMAIN_IFACE, "AbortJob")
+            t.join(120)
+            took = time.monotonic() - t0
+        finally:
+            self.proxy.filter = None
+        self.assertTrue(lost.woken.is_set(), "snapshotd never woke the stuck save")
+        self.assertIsInstance(out[0], BusError, "the save was not aborted")
+        self.assertEqual(out[0].name, ERROR_PREFIX + "Aborted", out[0].message)
+        sys.stderr.write("\nthe lost cancel ended in %.2f s\n" % took)
+        # Before the wake-up, the call took 40 s and left the guest stopped for good.
+        self.assertLess(took, 8, "the abort waited out a timeout")
+        wait_until(lambda: self.guest.status() == "running", 10, "guest running")
+        self.assertEqual(self.guest.qmp("query-migrate").get("status"), "cancelled")
+        caps = {c["capability"]: c["state"] for c in self.guest.qmp("query-migrate-capabilities")}
+        self.assertFalse(caps["pause-before-switchover"])
+        self.assertEqual(sorted(os.listdir(self.images)), files)
+        self.assertEqual(self.meta(), meta)
+        self.assertFalse(self.journal())
+        self.assertIn("was stuck in QEMU", self.bus.read_daemon_log())
+        # and the next save goes through
+        p = self.create("after-lost-cancel", {"live": v("b", True), "memory": v("s", "external")})
+        self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+        self.assertEqual(self.guest.status(), "running")
+
+    def test_04_cancel_lost_then_daemon_killed(self):
+        meta, files = self.meta(), sorted(os.listdir(self.images))
+        lost = LostCancel()
+        self.proxy.filter = lost
+        out = []
+
+        def save():
+            try:
+                out.append(self.create("lost-kill", {"live": v("b", True), "memory": v("s", "external")}))
+            except BusError as e:
+                out.append(e)
+
+        t = threading.Thread(target=save)
+        try:
+            t.start()
+            self.assertTrue(lost.paused.wait(120), "the save never reached switchover")
+            self.bus.call(self.dom, DOMAIN_IFACE, "AbortJob")
+            wait_until(lambda: lost.stuck, 10, "the cancel swallowed")
+            self.bus.daemon.kill()
+            self.bus.daemon.wait()
+            t.join(60)
+            self.assertEqual(self.guest.status(), "finish-migrate")
+            self.assertTrue(self.journal())
+            self.bus.start_daemon(self.conf, self.state)
+            wait_until(lambda: not self.journal(), 30, "recovery")
+        finally:
+            self.proxy.filter = None
+        self.assertTrue(lost.woken.is_set(), "the recovery never woke the stuck save")
+        wait_until(lambda: self.guest.status() == "running", 10, "guest running")
+        self.assertEqual(self.guest.qmp("query-migrate").get("status"), "cancelled")
+        caps = {c["capability"]: c["state"] for c in self.guest.qmp("query-migrate-capabilities")}
+        self.assertFalse(caps["pause-before-switchover"])
+        self.assertEqual(sorted(os.listdir(self.images)), files)
+        self.assertEqual(self.meta(), meta)
+        self.dom = self.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", ("vm1",))[0]
+        wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "Job") == "", 30, "no job")
+        p = self.create("after-lost-kill", {"disk-only": v("b", True)})
         self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
 
 
