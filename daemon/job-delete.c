@@ -338,6 +338,34 @@ static Snapshot *needed_by_other(DeleteJob *j, const char *target, const char *f
         return NULL;
 }
 
+/* A snapshot that stays and is stored inside file (an internal snapshot of the image), or
+ * NULL. Merging file away (commit, then remove it) would take it along. */
+static Snapshot *stored_inside(DeleteJob *j, const char *file) {
+        Domain *d = j->domain;
+
+        for (size_t i = 0; i < d->n_snapshots; i++) {
+                Snapshot *t = d->snapshots[i];
+                bool leaving = false;
+
+                for (size_t q = j->cursor; q < j->n_queue; q++)
+                        leaving = leaving || j->queue[q] == t;
+                if (leaving)
+                        continue;
+                for (size_t k = 0; k < t->def->domain.n_disks; k++) {
+                        const DomainDiskDef *dd = &t->def->domain.disks[k];
+                        bool internal = t->def->memory == SNAPSHOT_LOCATION_INTERNAL;
+
+                        for (size_t n = 0; n < t->def->n_disks; n++)
+                                if (streq_ptr(t->def->disks[n].target, dd->target) &&
+                                    t->def->disks[n].location == SNAPSHOT_LOCATION_INTERNAL)
+                                        internal = true;
+                        if (internal && streq_ptr(dd->file, file))
+                                return t;
+                }
+        }
+        return NULL;
+}
+
 static const char *file_of(json_t *image) {
         return json_string_value(json_object_get(image, "filename"));
 }
@@ -464,6 +492,12 @@ static int plan_merges(DeleteJob *j, Snapshot *s, json_t *nodes) {
 
                 if (disk->location != SNAPSHOT_LOCATION_EXTERNAL)
                         continue;
+                other = stored_inside(j, disk->file);
+                if (other)
+                        return sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
+                                                 "Snapshot '%s' is stored inside '%s', which deleting '%s' would merge away; "
+                                                 "delete '%s' first",
+                                                 snapshot_name(other), disk->file, snapshot_name(s), snapshot_name(other));
                 for (size_t k = 0; k < s->def->domain.n_disks; k++)
                         if (streq_ptr(s->def->domain.disks[k].target, disk->target))
                                 base = s->def->domain.disks[k].file;

@@ -201,23 +201,42 @@ enum {
         INTERNAL_DONE,
 };
 
-static json_t *internal_devices(RevertJob *j, json_t *nodes, const char **ret_vmstate, const char **ret_missing) {
+/* Does QEMU's node n hold an internal snapshot of that name? */
+static bool node_has_snapshot(json_t *n, const char *name) {
+        json_t *list = json_object_get(json_object_get(n, "image"), "snapshots"), *sn;
+        size_t i;
+
+        json_array_foreach(list, i, sn)
+                if (streq_ptr(json_string_value(json_object_get(sn, "name")), name))
+                        return true;
+        return false;
+}
+
+/* The nodes to load the snapshot from, one per disk of it; NULL with *ret_missing set to the
+ * first file QEMU does not have open, or (*ret_absent) that does not hold the snapshot. */
+static json_t *internal_devices(RevertJob *j, json_t *nodes, const char **ret_vmstate, const char **ret_missing,
+                                bool *ret_absent) {
         Snapshot *s = j->snapshot;
         json_t *devices = json_array();
 
         *ret_vmstate = NULL;
         *ret_missing = NULL;
+        *ret_absent = false;
         for (size_t k = 0; devices && k < s->def->domain.n_disks; k++) {
                 const char *file = s->def->domain.disks[k].file, *found = NULL;
+                bool has = false;
                 size_t i;
                 json_t *n;
 
                 json_array_foreach(nodes, i, n)
                         if (streq_ptr(json_string_value(json_object_get(n, "file")), file) &&
-                            !streq_ptr(json_string_value(json_object_get(n, "drv")), "file"))
+                            !streq_ptr(json_string_value(json_object_get(n, "drv")), "file")) {
                                 found = json_string_value(json_object_get(n, "node-name"));
-                if (!found) {
+                                has = node_has_snapshot(n, snapshot_name(s));
+                        }
+                if (!found || !has) {
                         *ret_missing = file;
+                        *ret_absent = found;
                         json_decref(devices);
                         return NULL;
                 }
@@ -246,11 +265,18 @@ static const char *backing_image(RevertJob *j, json_t *nodes) {
 static void on_nodes(RevertJob *j, json_t *reply, const QmpError *err) {
         const char *vmstate, *missing;
         json_t *devices, *args;
+        bool absent;
 
         if (err)
                 return revert_job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot read QEMU's block nodes: %s", err->desc);
 
-        devices = internal_devices(j, reply, &vmstate, &missing);
+        devices = internal_devices(j, reply, &vmstate, &missing, &absent);
+        /* QEMU's load stops the guest before it finds a snapshot missing, and leaves it
+         * stopped: check first. */
+        if (absent)
+                return revert_job_fail(j, SNAPSHOT_ERROR_FAILED,
+                                       "Snapshot '%s' is not inside '%s' any more: QEMU lists no internal snapshot of that name there",
+                                       snapshot_name(j->snapshot), missing);
         if (!devices || !vmstate)
                 return revert_job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                        "Snapshot '%s' lives in '%s', which the domain does not have open any more",

@@ -177,6 +177,42 @@ class DeleteTest(snaptest.SharedTestCase):
         self.assertNotIn("mix-int", snaptest.image_snapshots(self.chain("vda")[0]))
         self.assertEqual(S.guest.status(), "running")
 
+    def test_046_internal_inside_an_overlay_refuses_its_merge(self):
+        # an external snapshot, then an internal one: the internal one lives in the external
+        # one's overlay. Deleting the external one would merge that overlay away and the
+        # internal snapshot with it (a soak run did, then failed to revert to it): refused.
+        self.create("ie-ext")
+        self.create("ie-int", {"disk-only": v("b", False), "memory": v("s", "internal")})
+        holder = self.ov("ie-ext", "vda")
+        self.assertEqual(self.chain("vda")[0], holder)
+        chain = self.chain("vda")
+        with self.assertRaises(BusError) as cm:
+            self.delete("ie-ext")
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationUnsupported", cm.exception.message)
+        self.assertIn("'ie-int' is stored inside", cm.exception.message)
+        self.assertEqual(self.chain("vda"), chain)
+        self.assertIn("ie-ext", self.names())
+        self.assertIn("ie-int", snaptest.image_snapshots(holder))
+        # the internal one first, then the external one merges
+        self.delete("ie-int")
+        self.delete("ie-ext")
+        self.assertFalse(os.path.exists(holder))
+        self.assertEqual(S.guest.status(), "running")
+
+    def test_047_revert_to_an_internal_snapshot_gone_from_its_image(self):
+        # removed behind snapshotd's back: the revert says so and the guest keeps running
+        # (QEMU's own load would have stopped it first, and left it stopped)
+        self.create("gone", {"disk-only": v("b", False), "memory": v("s", "internal")})
+        top = self.chain("vda")[0]
+        S.guest.qmp("human-monitor-command", **{"command-line": "delvm gone"})
+        self.assertNotIn("gone", snaptest.image_snapshots(top))
+        with self.assertRaises(BusError) as cm:
+            S.bus.call(self.lookup("gone"), SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=120)
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed", cm.exception.message)
+        self.assertIn("is not inside", cm.exception.message)
+        self.assertEqual(S.guest.status(), "running")
+        S.bus.call(self.lookup("gone"), SNAPSHOT_IFACE, "Delete", "t", (DEL_METADATA,))
+
     def test_05_refuse_what_another_snapshot_needs(self):
         self.create("y1")
         self.create("y2")
