@@ -19,7 +19,6 @@
 #define JOB_NAME "snapshot-create"
 #define AGENT_FREEZE_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define AGENT_PING_TIMEOUT_USEC (5 * USEC_PER_SEC)
-#define BLOCKDEV_CREATE_TIMEOUT_USEC (60 * USEC_PER_SEC)
 
 typedef enum MemoryStep {
         MEMORY_QUERY_CAPS,
@@ -46,7 +45,6 @@ typedef struct DiskPlan {
         char *overlay;          /* absolute path under the image dir */
         char *file_node;        /* our node names */
         char *fmt_node;
-        char *create_job_id;
 
         bool file_created;      /* we created the file: unlink it when undoing */
         bool file_node_added;
@@ -76,10 +74,6 @@ typedef enum Step {
 
 typedef enum PrepareStep {
         PREPARE_ADD_FILE,
-        PREPARE_CREATE,
-        PREPARE_WAIT_CREATE,
-        PREPARE_QUERY_CREATE,
-        PREPARE_DISMISS,
         PREPARE_ADD_FORMAT,
 } PrepareStep;
 
@@ -102,8 +96,6 @@ struct CreateJob {
         size_t disk_cursor;
         size_t verify_cursor;
         PrepareStep prepare_step;
-        bool waiting_event;     /* a blockdev-create job runs; its event moves us on */
-        sd_event_source *event_timer;
 
         /* what the forward path did, for the undo path */
         bool freeze_sent;

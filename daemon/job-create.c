@@ -3,11 +3,11 @@
  *
  * Forward path, one asynchronous step at a time:
  *   inspect (query-block, memory, cpus) → rules → agent check → [validate-only ends here]
- *   → prepare overlays (create file, blockdev-add file, blockdev-create qcow2, blockdev-add qcow2)
- *   → freeze → pause → transaction → thaw → resume/halt → metadata → reply.
+ *   → prepare overlays (create and format the file ourselves, qcow2-overlay.c; blockdev-add
+ *     file, blockdev-add qcow2) → freeze → pause → transaction → thaw → resume/halt → sync
+ *     (the new files reach the disk) → metadata → reply.
  * Overlays are prepared before the freeze and the pause so that the guest is frozen or paused
- * only for the transaction itself. (Not while QEMU copies RAM: QEMU 7.2 asserts in blk_ref
- * when a blockdev-create job runs as a migration is cancelled.)
+ * only for the transaction itself.
  *
  * Any failure before the transaction committed switches to the undo path, which runs every
  * undo step whether or not the previous one worked: thaw, resume, blockdev-del the nodes we
@@ -31,6 +31,7 @@
 #include "macro.h"
 #include "manager.h"
 #include "path-util.h"
+#include "qcow2-overlay.h"
 #include "snapshot-rules.h"
 #include "snapshot-store.h"
 #include "snapshot.h"
@@ -45,7 +46,6 @@ static void disk_plan_clear(DiskPlan *p) {
         free(p->overlay);
         free(p->file_node);
         free(p->fmt_node);
-        free(p->create_job_id);
 }
 
 CreateJob *create_job_free(CreateJob *j) {
@@ -55,7 +55,6 @@ CreateJob *create_job_free(CreateJob *j) {
                 qmp_cancel(j->domain->qmp, j->qmp_call);
         if (j->agent_call && j->domain->agent)
                 agent_cancel(j->domain->agent, j->agent_call);
-        sd_event_source_disable_unref(j->event_timer);
         sd_event_source_disable_unref(j->retry_timer);
         journal_free(j->journal);
         job_memory_clear(j);
@@ -341,8 +340,7 @@ static int plan_overlay(CreateJob *j, DiskPlan *p, size_t k, const DiskSpec *spe
         }
 
         if (asprintf(&p->fmt_node, "sd%s-%zu", j->tag, k) < 0 ||
-            asprintf(&p->file_node, "sd%s-%zu-f", j->tag, k) < 0 ||
-            asprintf(&p->create_job_id, "sd%s-%zu-c", j->tag, k) < 0)
+            asprintf(&p->file_node, "sd%s-%zu-f", j->tag, k) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -395,9 +393,9 @@ static int job_validate(CreateJob *j) {
         if (r < 0)
                 return r;
 
-        if (n_external > 0 && (!qmp_has_command(d->qmp, "blockdev-create") || !qmp_has_command(d->qmp, "blockdev-add")))
+        if (n_external > 0 && !qmp_has_command(d->qmp, "blockdev-add"))
                 return sd_bus_error_set(&j->error, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
-                                        "This QEMU lacks blockdev-create/blockdev-add, which external snapshots need");
+                                        "This QEMU lacks blockdev-add, which external snapshots need");
 
         r = job_memory_validate(j, &j->error);
         if (r < 0)
@@ -606,44 +604,6 @@ static void on_add_file(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err)
                 return job_fail_qmp(j, "Cannot open the overlay file (blockdev-add)", err);
         p->file_node_added = true;
-        prepare_advance(j, (j->req.flags & SNAPSHOT_CREATE_REUSE_EXT) ? PREPARE_ADD_FORMAT : PREPARE_CREATE);
-}
-
-static void on_create(CreateJob *j, json_t *reply, const QmpError *err) {
-        if (err)
-                return job_fail_qmp(j, "Cannot format the overlay (blockdev-create)", err);
-        /* JOB_STATUS_CHANGE "concluded" moves us on (create_job_on_event). */
-        j->waiting_event = true;
-}
-
-static void on_query_create(CreateJob *j, json_t *reply, const QmpError *err) {
-        DiskPlan *p = &j->disks[j->disk_cursor];
-        const char *job_error = NULL;
-        size_t i;
-        json_t *job;
-
-        if (err)
-                return job_fail_qmp(j, "Cannot read the result of blockdev-create (query-jobs)", err);
-        json_array_foreach(reply, i, job)
-                if (streq_ptr(json_string_value(json_object_get(job, "id")), p->create_job_id))
-                        job_error = json_string_value(json_object_get(job, "error"));
-
-        /* Dismiss before acting on the result, so no concluded job is left in QEMU either way. */
-        j->prepare_step = PREPARE_DISMISS;
-        if (job_error) {
-                _cleanup_free_ char *msg = strdup(job_error);
-                json_t *args = json_pack("{s:s}", "id", p->create_job_id);
-
-                (void) qmp_call(j->domain->qmp, "job-dismiss", args, -1, 0, NULL, NULL, NULL);
-                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot format overlay '%s' for disk '%s': %s",
-                                p->overlay, p->target, msg ?: "error");
-        }
-        job_next(j);
-}
-
-static void on_dismiss(CreateJob *j, json_t *reply, const QmpError *err) {
-        if (err)
-                return job_fail_qmp(j, "Cannot dismiss the finished blockdev-create job", err);
         prepare_advance(j, PREPARE_ADD_FORMAT);
 }
 
@@ -657,21 +617,7 @@ static void on_add_format(CreateJob *j, json_t *reply, const QmpError *err) {
         prepare_advance(j, PREPARE_ADD_FILE);
 }
 
-static int on_create_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        CreateJob *j = userdata;
-
-        if (!j->waiting_event)
-                return 0;
-        j->waiting_event = false;
-        job_fail(j, SNAPSHOT_ERROR_FAILED, "Formatting overlay '%s' did not finish in time",
-                 j->disks[j->disk_cursor].overlay);
-        return 0;
-}
-
 void create_job_on_event(CreateJob *j, const char *event, json_t *data) {
-        DiskPlan *p;
-        const char *status;
-
         job_memory_on_event(j, event, data);
 
         if (j->internal_running && streq(event, "JOB_STATUS_CHANGE") &&
@@ -681,27 +627,13 @@ void create_job_on_event(CreateJob *j, const char *event, json_t *data) {
                 j->internal_concluded = true;
                 if (!j->undoing)
                         job_next(j);
-                return;
         }
-
-        if (!j->waiting_event || !streq(event, "JOB_STATUS_CHANGE"))
-                return;
-        p = &j->disks[j->disk_cursor];
-        if (!streq_ptr(json_string_value(json_object_get(data, "id")), p->create_job_id))
-                return;
-        status = json_string_value(json_object_get(data, "status"));
-        if (!streq_ptr(status, "concluded"))
-                return;
-
-        j->waiting_event = false;
-        (void) sd_event_source_set_enabled(j->event_timer, SD_EVENT_OFF);
-        prepare_advance(j, PREPARE_QUERY_CREATE);
 }
 
 static void job_prepare_next(CreateJob *j) {
         DiskPlan *p;
         json_t *args;
-        int fd;
+        int fd, r;
 
         while (j->disk_cursor < j->n_disks && j->disks[j->disk_cursor].location != SNAPSHOT_LOCATION_EXTERNAL)
                 j->disk_cursor++;
@@ -715,41 +647,19 @@ static void job_prepare_next(CreateJob *j) {
         case PREPARE_ADD_FILE:
                 if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT)) {
                         fd = image_file_create(j->domain->config->images_dir, p->overlay);
-                        if (fd < 0)
-                                return job_fail(j, fd == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
+                        if (fd >= 0) {
+                                p->file_created = true;
+                                r = qcow2_overlay_write(fd, p->virtual_size, p->base_file, p->base_format);
+                                close(fd);
+                        } else
+                                r = fd;
+                        if (r < 0)
+                                return job_fail(j, r == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
                                                 "Cannot create overlay '%s' for disk '%s': %s",
-                                                p->overlay, p->target, strerror(-fd));
-                        close(fd);
-                        p->file_created = true;
+                                                p->overlay, p->target, strerror(-r));
                 }
                 args = json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name", p->file_node, "filename", p->overlay);
                 return job_qmp(j, "blockdev-add", args, on_add_file);
-
-        case PREPARE_CREATE:
-                args = json_pack("{s:s, s:{s:s, s:s, s:I, s:s, s:s}}",
-                                 "job-id", p->create_job_id,
-                                 "options",
-                                 "driver", "qcow2",
-                                 "file", p->file_node,
-                                 "size", (json_int_t) p->virtual_size,
-                                 "backing-file", p->base_file,
-                                 "backing-fmt", p->base_format);
-                if (j->event_timer) {
-                        (void) sd_event_source_set_time_relative(j->event_timer, BLOCKDEV_CREATE_TIMEOUT_USEC);
-                        (void) sd_event_source_set_enabled(j->event_timer, SD_EVENT_ONESHOT);
-                } else if (sd_event_add_time_relative(j->domain->manager->event, &j->event_timer, CLOCK_MONOTONIC,
-                                                      BLOCKDEV_CREATE_TIMEOUT_USEC, 0, on_create_timeout, j) < 0)
-                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot set up a timer");
-                return job_qmp(j, "blockdev-create", args, on_create);
-
-        case PREPARE_WAIT_CREATE:
-                return; /* not reached: waiting happens through create_job_on_event */
-
-        case PREPARE_QUERY_CREATE:
-                return job_qmp(j, "query-jobs", NULL, on_query_create);
-
-        case PREPARE_DISMISS:
-                return job_qmp(j, "job-dismiss", json_pack("{s:s}", "id", p->create_job_id), on_dismiss);
 
         case PREPARE_ADD_FORMAT:
                 args = json_pack("{s:s, s:s, s:s, s:n}", "driver", "qcow2", "node-name", p->fmt_node,
@@ -1104,7 +1014,6 @@ void job_next(CreateJob *j) {
 /* ---- the undo path: every step runs, whatever the last one did ---- */
 
 enum {
-        UNDO_WAIT_CREATE,
         UNDO_MEMORY,
         UNDO_THAW,
         UNDO_RESUME,
@@ -1125,22 +1034,6 @@ void job_undo_next(CreateJob *j) {
 
         for (;;) {
                 switch (j->undo_step) {
-                case UNDO_WAIT_CREATE:
-                        j->undo_step++;
-                        j->waiting_event = false;
-                        (void) sd_event_source_set_enabled(j->event_timer, SD_EVENT_OFF);
-                        /* A blockdev-create job still running would hold the file node: cancel
-                         * it and drop it; QEMU refuses the node removal otherwise. */
-                        if (j->disk_cursor < j->n_disks && j->step == STEP_PREPARE &&
-                            IN_SET2(j->prepare_step, PREPARE_CREATE, PREPARE_QUERY_CREATE) &&
-                            j->disks[j->disk_cursor].create_job_id) {
-                                json_t *args = json_pack("{s:s}", "id", j->disks[j->disk_cursor].create_job_id);
-
-                                (void) qmp_call(d->qmp, "job-cancel", json_incref(args), -1, 0, NULL, NULL, NULL);
-                                (void) qmp_call(d->qmp, "job-dismiss", args, -1, 0, NULL, NULL, NULL);
-                        }
-                        continue;
-
                 case UNDO_MEMORY:
                         /* Each call's reply comes back here, until nothing is left. */
                         if (job_memory_undo_next(j, on_undo_reply))

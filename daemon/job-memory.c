@@ -556,10 +556,35 @@ void job_internal_next(CreateJob *j) {
         job_qmp(j, "snapshot-save", args, on_internal_started);
 }
 
-/* ---- sync: fsync and commit the image header, off the event loop ---- */
+/* ---- sync: the new files reach the disk, off the event loop ---- */
 
-static int commit_image(void *arg) {
-        return save_image_commit(*(int *) arg);
+/* What the worker syncs; it owns this (the job may be gone before it ends). */
+typedef struct SyncWork {
+        int memory_fd;          /* a dup of the memory image's fd, or -1 */
+        char **overlays;        /* the overlays we wrote (qcow2-overlay.c does not sync) */
+} SyncWork;
+
+static int sync_files(void *arg) {
+        SyncWork *w = arg;
+        int r = 0;
+
+        for (char **p = w->overlays; p && *p; p++) {
+                int fd = open(*p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+                if (fd < 0 || fdatasync(fd) < 0)
+                        r = r ?: -errno;
+                if (fd >= 0)
+                        close(fd);
+        }
+        if (w->memory_fd >= 0) {
+                int k = save_image_commit(w->memory_fd);
+
+                r = r ?: k;
+                close(w->memory_fd);
+        }
+        strv_free(w->overlays);
+        free(w);
+        return r;
 }
 
 static void on_synced(int r, void *userdata) {
@@ -571,30 +596,66 @@ static void on_synced(int r, void *userdata) {
         sync_and_restore_done(j);
 }
 
-/* The image syncs in a worker while QEMU's migration settings go back: whichever ends last
+/* The files sync in a worker while QEMU's migration settings go back: whichever ends last
  * moves on, to STEP_RESTORE (which then has nothing left to do). */
 static void sync_and_restore_done(CreateJob *j) {
         if (j->sync_pending || j->restore_pending)
                 return;
-        if (j->sync_error < 0)
-                return job_fail(j, j->sync_error == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
-                                "Cannot write memory image '%s' to disk: %s", j->memory_file, strerror(-j->sync_error));
+        if (j->sync_error < 0) {
+                const char *name = j->sync_error == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED;
+
+                if (j->memory_fd >= 0)
+                        return job_fail(j, name, "Cannot write memory image '%s' (or the new overlays) to disk: %s",
+                                        j->memory_file, strerror(-j->sync_error));
+                return job_fail(j, name, "Cannot write the new overlays to disk: %s", strerror(-j->sync_error));
+        }
         j->step = STEP_RESTORE;
         job_next(j);
 }
 
+static SyncWork *sync_work_new(CreateJob *j) {
+        SyncWork *w = calloc(1, sizeof(SyncWork));
+        size_t n = 0;
+
+        if (!w)
+                return NULL;
+        w->memory_fd = -1;
+        w->overlays = calloc(j->n_disks + 1, sizeof(char *));
+        if (!w->overlays)
+                goto fail;
+        for (size_t i = 0; i < j->n_disks; i++)
+                if (j->disks[i].file_created && !(w->overlays[n++] = strdup(j->disks[i].overlay)))
+                        goto fail;
+        if (j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL && j->memory_fd >= 0) {
+                w->memory_fd = fcntl(j->memory_fd, F_DUPFD_CLOEXEC, 3);
+                if (w->memory_fd < 0)
+                        goto fail;
+        }
+        return w;
+fail:
+        strv_free(w->overlays);
+        free(w);
+        return NULL;
+}
+
 void job_sync_next(CreateJob *j) {
+        SyncWork *w;
         int r;
 
-        if (j->plan.memory != SNAPSHOT_LOCATION_EXTERNAL || j->memory_fd < 0) {
+        w = sync_work_new(j);
+        if (!w)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        if (!w->overlays[0] && w->memory_fd < 0) {
+                sync_files(w);
                 j->step = STEP_RESTORE;
                 return job_next(j);
         }
-        job_progress(j, "sync", 0, 0);
+        if (w->memory_fd >= 0)
+                job_progress(j, "sync", 0, 0);  /* DESIGN.md: the phase of the memory image */
         j->sync_pending = true;
-        r = worker_start(&j->worker, j->domain->manager->event, commit_image, &j->memory_fd, on_synced, j);
+        r = worker_start(&j->worker, j->domain->manager->event, sync_files, w, on_synced, j);
         if (r < 0)
-                return on_synced(commit_image(&j->memory_fd), j);
+                return on_synced(sync_files(w), j);
         if (j->migration_changed && j->saved_caps) {
                 j->restore_pending = true;
                 job_qmp(j, "migrate-set-capabilities", saved_caps_args(j), on_restore_caps);
