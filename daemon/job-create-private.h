@@ -72,10 +72,19 @@ typedef enum Step {
         STEP_DONE,
 } Step;
 
-typedef enum PrepareStep {
-        PREPARE_ADD_FILE,
-        PREPARE_ADD_FORMAT,
-} PrepareStep;
+/* Pipelined QMP calls (job_batch_*): each reply to fn with the tag it was sent with, in
+ * order; end after the last. */
+typedef void (*batch_reply_fn)(CreateJob *j, size_t tag, json_t *reply, const QmpError *err);
+typedef void (*batch_end_fn)(CreateJob *j);
+
+typedef struct Batch {
+        uint64_t *ids;          /* in flight, for cancelling */
+        size_t *tags;
+        size_t n, sent, done;
+        int send_error;         /* a call could not even be sent: none after it were */
+        batch_reply_fn fn;
+        batch_end_fn end;
+} Batch;
 
 struct CreateJob {
         Domain *domain;
@@ -93,9 +102,10 @@ struct CreateJob {
         bool was_running;
 
         Step step;
-        size_t disk_cursor;
-        size_t verify_cursor;
-        PrepareStep prepare_step;
+        bool cache_checked;     /* the disk cache was verified (or found stale) once */
+        bool cache_stale;
+        Batch batch;
+        char *batch_error;      /* the first failed call of the batch, said in the job's error */
 
         /* what the forward path did, for the undo path */
         bool freeze_sent;
@@ -127,6 +137,9 @@ struct CreateJob {
         bool migration_started;
         bool sync_pending, restore_pending;     /* the image syncs while the settings go back */
         int sync_error;
+        bool overlay_sync_pending;      /* the new overlays' fdatasync, from job_prepare on */
+        int overlay_sync_error;
+        Worker *overlay_worker;
         bool at_switchover;     /* pre-switchover: guest stopped, final pass not yet written */
         bool migration_done;
         bool waiting_migration_end;
@@ -175,6 +188,7 @@ int job_memory_validate(CreateJob *j, sd_bus_error *error);
 void job_memory_next(CreateJob *j);        /* STEP_MEMORY and STEP_MEMORY_FINISH */
 void job_internal_next(CreateJob *j);      /* STEP_INTERNAL */
 void job_sync_next(CreateJob *j);          /* STEP_SYNC */
+int job_overlays_sync_start(CreateJob *j); /* once the overlays are written */
 void job_restore_next(CreateJob *j);       /* STEP_RESTORE */
 void job_memory_on_event(CreateJob *j, const char *event, json_t *data);
 /* Undo of the memory part, one QMP call at a time: returns true when it issued a call (the

@@ -12,6 +12,7 @@
  * Any failure before the transaction committed switches to the undo path, which runs every
  * undo step whether or not the previous one worked: thaw, resume, blockdev-del the nodes we
  * added, unlink the files we created, reply with the first error. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,8 @@
 #include "snapshot.h"
 
 
+static void batch_clear(CreateJob *j);
+
 static void disk_plan_clear(DiskPlan *p) {
         free(p->target);
         free(p->top_node);
@@ -53,6 +56,8 @@ CreateJob *create_job_free(CreateJob *j) {
                 return NULL;
         if (j->qmp_call)
                 qmp_cancel(j->domain->qmp, j->qmp_call);
+        batch_clear(j);
+        free(j->batch_error);
         if (j->agent_call && j->domain->agent)
                 agent_cancel(j->domain->agent, j->agent_call);
         sd_event_source_disable_unref(j->retry_timer);
@@ -172,6 +177,74 @@ void job_qmp_fd(CreateJob *j, const char *command, json_t *args, int fd, job_rep
                 j->qmp_call = 0;
                 on_job_reply(j, NULL, &err);
         }
+}
+
+/* ---- pipelined calls ----
+ *
+ * QEMU answers one monitor's commands in the order they were sent, so commands that do not
+ * wait on each other's replies go out together and cost one round trip instead of one each
+ * (the overlays' blockdev-adds, the disk cache's qom-gets). */
+
+static void batch_clear(CreateJob *j) {
+        for (size_t i = j->batch.done; i < j->batch.sent; i++)
+                if (j->batch.ids[i])
+                        qmp_cancel(j->domain->qmp, j->batch.ids[i]);
+        free(j->batch.ids);
+        free(j->batch.tags);
+        j->batch = (Batch) {};
+}
+
+static void on_batch_reply(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
+        CreateJob *j = userdata;
+        size_t i = j->batch.done++;
+
+        j->batch.ids[i] = 0;
+        j->batch.fn(j, j->batch.tags[i], reply, err);
+        if (j->batch.done == j->batch.sent)
+                j->batch.end(j);
+}
+
+static int job_batch_begin(CreateJob *j, size_t n, batch_reply_fn fn, batch_end_fn end) {
+        batch_clear(j);
+        j->batch.ids = calloc(n + 1, sizeof(uint64_t));
+        j->batch.tags = calloc(n + 1, sizeof(size_t));
+        if (!j->batch.ids || !j->batch.tags)
+                return -ENOMEM;
+        j->batch.n = n;
+        j->batch.fn = fn;
+        j->batch.end = end;
+        return 0;
+}
+
+static void job_batch_call(CreateJob *j, const char *command, json_t *args, size_t tag) {
+        size_t i = j->batch.sent;
+        int r;
+
+        assert(i < j->batch.n);
+        if (j->batch.send_error < 0) {
+                json_decref(args);
+                return;
+        }
+        j->batch.tags[i] = tag;
+        r = qmp_call(j->domain->qmp, command, args, -1, 0, on_batch_reply, j, &j->batch.ids[i]);
+        if (r < 0)
+                j->batch.send_error = r;
+        else
+                j->batch.sent++;
+}
+
+/* After the last job_batch_call: with nothing in flight, end runs now. */
+static void job_batch_send(CreateJob *j) {
+        if (j->batch.sent == 0)
+                j->batch.end(j);
+}
+
+/* The first failure of a batch, to say in the job's error. */
+static void batch_note_error(CreateJob *j, const char *what, const QmpError *err) {
+        if (j->batch_error)
+                return;
+        if (asprintf(&j->batch_error, "%s: %s", what, err->desc ?: strerror(-err->error)) < 0)
+                j->batch_error = NULL;
 }
 
 static void job_agent(CreateJob *j, const char *command, uint64_t timeout, job_reply_fn fn) {
@@ -439,17 +512,31 @@ static void on_inspect_cpus(CreateJob *j, json_t *reply, const QmpError *err) {
         inspect_done(j);
 }
 
-static void on_verify_cache(CreateJob *j, json_t *reply, const QmpError *err) {
+static void on_verify_reply(CreateJob *j, size_t i, json_t *reply, const QmpError *err) {
         DiskCache *c = &j->domain->disk_cache;
 
-        if (err || !c->valid || !streq_ptr(json_string_value(reply), c->disks[j->verify_cursor].top_node)) {
-                /* Changed behind our back (or gone): ask QEMU for everything. */
-                disk_cache_clear(c);
-                j->step = STEP_INSPECT_BLOCK;
-                return job_next(j);
-        }
-        j->verify_cursor++;
+        if (err || !c->valid || i >= c->n_disks || !streq_ptr(json_string_value(reply), c->disks[i].top_node))
+                j->cache_stale = true;
+}
+
+static void on_verify_end(CreateJob *j) {
+        j->step = STEP_VERIFY_CACHE;
         job_next(j);
+}
+
+/* One qom-get per cached disk, all at once: does each device still sit on the node the
+ * cache says? */
+static void verify_cache(CreateJob *j) {
+        const DiskCache *c = &j->domain->disk_cache;
+
+        j->cache_checked = true;
+        if (job_batch_begin(j, c->n_disks, on_verify_reply, on_verify_end) < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        for (size_t i = 0; i < c->n_disks; i++)
+                job_batch_call(j, "qom-get", json_pack("{s:s, s:s}", "path", c->disks[i].qom_path, "property", "drive"), i);
+        if (j->batch.send_error < 0)
+                j->cache_stale = true;
+        job_batch_send(j);
 }
 
 static int plan_from_cache(CreateJob *j) {
@@ -505,11 +592,27 @@ int job_journal_note(CreateJob *j, const char *key, json_t *value) {
 }
 
 
-/* Before anything changes: what this job is, every node name it may add and every file it
- * may create — one write. */
+static int build_def(CreateJob *j, SnapshotDef **ret);
+
+/* Before anything changes, one write: what this job is, every node name it may add and every
+ * file it may create (for a rollback), and the record it will write (so that a crash after
+ * the disks switched over can finish the snapshot instead of leaving it half done). What is
+ * about to happen to the guest is said too: a thaw or a cont of a guest that was never
+ * frozen or paused is harmless to recovery. */
 static int job_journal_begin(CreateJob *j) {
+        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+        _cleanup_free_ char *xml = NULL;
         json_t *nodes, *files;
         int r;
+
+        r = build_def(j, &def);
+        if (r < 0)
+                return r;
+        def->quiesced = j->plan.quiesce;
+        def->current = true;
+        r = snapshot_xml_format(def, &xml);
+        if (r < 0)
+                return r;
 
         r = journal_new(&j->journal, j->domain->manager->state_dir, domain_name(j->domain), "snapshot-create");
         if (r < 0)
@@ -529,37 +632,11 @@ static int job_journal_begin(CreateJob *j) {
         if (journal_put(j->journal, "nodes", nodes) < 0 || journal_put(j->journal, "files", files) < 0 ||
             journal_put(j->journal, "snapshot", json_string(j->req.name)) < 0 ||
             journal_put(j->journal, "was_running", json_boolean(j->was_running)) < 0 ||
-            /* said now: a paused save pauses the guest before anything else */
-            journal_put(j->journal, "paused", json_boolean(j->plan.pause)) < 0)
+            journal_put(j->journal, "froze", json_boolean(j->plan.quiesce)) < 0 ||
+            journal_put(j->journal, "paused", json_boolean(j->plan.pause)) < 0 ||
+            journal_put(j->journal, "def", json_string(xml)) < 0)
                 return -ENOMEM;
         return journal_sync(j->journal);
-}
-
-static int build_def(CreateJob *j, SnapshotDef **ret);
-
-/* Just before the guest is frozen or paused: the record this job will write, so a crash
- * after the disks switched over can finish the snapshot instead of leaving it half done. */
-static int job_journal_def(CreateJob *j) {
-        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
-        _cleanup_free_ char *xml = NULL;
-        int r;
-
-        r = build_def(j, &def);
-        if (r < 0)
-                return r;
-        def->quiesced = j->plan.quiesce;
-        def->current = true;
-        r = snapshot_xml_format(def, &xml);
-        if (r < 0)
-                return r;
-        if (!j->journal)
-                return 0;
-        /* With what is about to happen to the guest (a thaw or a cont of a guest that was
-         * never frozen or paused is harmless to recovery): one write before freeze/pause. */
-        if (journal_put(j->journal, "froze", json_boolean(j->plan.quiesce)) < 0 ||
-            journal_put(j->journal, "paused", json_boolean(j->plan.pause)) < 0)
-                return -ENOMEM;
-        return journal_set(j->journal, "def", json_string(xml));
 }
 
 static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
@@ -586,35 +663,74 @@ static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal to '%s': %s",
                                 j->domain->manager->state_dir, strerror(-r));
         j->step = STEP_PREPARE;
-        j->disk_cursor = 0;
-        j->prepare_step = PREPARE_ADD_FILE;
         job_next(j);
 }
 
 /* ---- prepare overlays ---- */
 
-static void prepare_advance(CreateJob *j, PrepareStep next) {
-        j->prepare_step = next;
+/* Batch tags: disk index * 2, + 1 for the format node. */
+static void on_add_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
+        DiskPlan *p = &j->disks[tag / 2];
+
+        if (err)
+                return batch_note_error(j, tag % 2 ? "Cannot open the overlay as qcow2 (blockdev-add)" :
+                                        "Cannot open the overlay file (blockdev-add)", err);
+        if (tag % 2)
+                p->fmt_node_added = true;
+        else
+                p->file_node_added = true;
+}
+
+static void on_add_end(CreateJob *j) {
+        if (j->batch.send_error < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot open the overlays (blockdev-add): %s",
+                                strerror(-j->batch.send_error));
+        if (j->batch_error)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "%s", j->batch_error);
+        j->step = STEP_FREEZE;
         job_next(j);
 }
 
-static void on_add_file(CreateJob *j, json_t *reply, const QmpError *err) {
-        DiskPlan *p = &j->disks[j->disk_cursor];
+/* Every overlay is made and formatted here (qcow2-overlay.c), then QEMU opens them all: a
+ * file node and a qcow2 node each, the blockdev-adds of every disk sent together. */
+static void job_prepare(CreateJob *j) {
+        int fd, r;
 
-        if (err)
-                return job_fail_qmp(j, "Cannot open the overlay file (blockdev-add)", err);
-        p->file_node_added = true;
-        prepare_advance(j, PREPARE_ADD_FORMAT);
-}
+        if (job_batch_begin(j, 2 * j->n_disks, on_add_reply, on_add_end) < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        for (size_t i = 0; i < j->n_disks; i++) {
+                DiskPlan *p = &j->disks[i];
 
-static void on_add_format(CreateJob *j, json_t *reply, const QmpError *err) {
-        DiskPlan *p = &j->disks[j->disk_cursor];
+                if (p->location != SNAPSHOT_LOCATION_EXTERNAL || (j->req.flags & SNAPSHOT_CREATE_REUSE_EXT))
+                        continue;
+                fd = image_file_create(j->domain->config->images_dir, p->overlay);
+                if (fd >= 0) {
+                        p->file_created = true;
+                        r = qcow2_overlay_write(fd, p->virtual_size, p->base_file, p->base_format);
+                        close(fd);
+                } else
+                        r = fd;
+                if (r < 0)
+                        return job_fail(j, r == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
+                                        "Cannot create overlay '%s' for disk '%s': %s",
+                                        p->overlay, p->target, strerror(-r));
+        }
+        /* Their fdatasync runs while QEMU opens them and the disks switch (STEP_SYNC waits). */
+        if (job_overlays_sync_start(j) < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        for (size_t i = 0; i < j->n_disks; i++) {
+                DiskPlan *p = &j->disks[i];
 
-        if (err)
-                return job_fail_qmp(j, "Cannot open the overlay as qcow2 (blockdev-add)", err);
-        p->fmt_node_added = true;
-        j->disk_cursor++;
-        prepare_advance(j, PREPARE_ADD_FILE);
+                if (p->location != SNAPSHOT_LOCATION_EXTERNAL)
+                        continue;
+                job_batch_call(j, "blockdev-add",
+                               json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name", p->file_node,
+                                         "filename", p->overlay), 2 * i);
+                job_batch_call(j, "blockdev-add",
+                               json_pack("{s:s, s:s, s:s, s:n}", "driver", "qcow2", "node-name", p->fmt_node,
+                                         "file", p->file_node, "backing"), 2 * i + 1);
+        }
+        job_batch_send(j);
 }
 
 void create_job_on_event(CreateJob *j, const char *event, json_t *data) {
@@ -627,44 +743,6 @@ void create_job_on_event(CreateJob *j, const char *event, json_t *data) {
                 j->internal_concluded = true;
                 if (!j->undoing)
                         job_next(j);
-        }
-}
-
-static void job_prepare_next(CreateJob *j) {
-        DiskPlan *p;
-        json_t *args;
-        int fd, r;
-
-        while (j->disk_cursor < j->n_disks && j->disks[j->disk_cursor].location != SNAPSHOT_LOCATION_EXTERNAL)
-                j->disk_cursor++;
-        if (j->disk_cursor >= j->n_disks) {
-                j->step = STEP_FREEZE;
-                return job_next(j);
-        }
-        p = &j->disks[j->disk_cursor];
-
-        switch (j->prepare_step) {
-        case PREPARE_ADD_FILE:
-                if (!(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT)) {
-                        fd = image_file_create(j->domain->config->images_dir, p->overlay);
-                        if (fd >= 0) {
-                                p->file_created = true;
-                                r = qcow2_overlay_write(fd, p->virtual_size, p->base_file, p->base_format);
-                                close(fd);
-                        } else
-                                r = fd;
-                        if (r < 0)
-                                return job_fail(j, r == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED,
-                                                "Cannot create overlay '%s' for disk '%s': %s",
-                                                p->overlay, p->target, strerror(-r));
-                }
-                args = json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name", p->file_node, "filename", p->overlay);
-                return job_qmp(j, "blockdev-add", args, on_add_file);
-
-        case PREPARE_ADD_FORMAT:
-                args = json_pack("{s:s, s:s, s:s, s:n}", "driver", "qcow2", "node-name", p->fmt_node,
-                                 "file", p->file_node, "backing");
-                return job_qmp(j, "blockdev-add", args, on_add_format);
         }
 }
 
@@ -924,19 +1002,18 @@ void job_next(CreateJob *j) {
 
         switch (j->step) {
         case STEP_INSPECT_BLOCK:
-                if (j->verify_cursor == 0)
+                if (!j->cache_checked)
                         job_progress(j, "validate", 0, 0);
-                if (j->domain->disk_cache.valid && j->verify_cursor == 0) {
-                        j->step = STEP_VERIFY_CACHE;
-                        return job_next(j);
-                }
+                if (j->domain->disk_cache.valid && !j->cache_checked)
+                        return verify_cache(j);
                 return job_qmp(j, "query-block", NULL, on_inspect_block);
         case STEP_VERIFY_CACHE:
-                if (j->verify_cursor < j->domain->disk_cache.n_disks)
-                        return job_qmp(j, "qom-get",
-                                       json_pack("{s:s, s:s}", "path", j->domain->disk_cache.disks[j->verify_cursor].qom_path,
-                                                 "property", "drive"),
-                                       on_verify_cache);
+                if (j->cache_stale) {
+                        /* Changed behind our back (or gone): ask QEMU for everything. */
+                        disk_cache_clear(&j->domain->disk_cache);
+                        j->step = STEP_INSPECT_BLOCK;
+                        return job_next(j);
+                }
                 if (plan_from_cache(j) < 0)
                         return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
                 return inspect_done(j);
@@ -949,10 +1026,8 @@ void job_next(CreateJob *j) {
                         return on_check_agent(j, NULL, NULL);
                 return job_agent(j, "guest-ping", AGENT_PING_TIMEOUT_USEC, on_check_agent);
         case STEP_PREPARE:
-                return job_prepare_next(j);
+                return job_prepare(j);
         case STEP_FREEZE:
-                if (job_journal_def(j) < 0)
-                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
                 if (!j->plan.quiesce) {
                         j->step = STEP_PAUSE;
                         return job_next(j);

@@ -556,9 +556,14 @@ void job_internal_next(CreateJob *j) {
         job_qmp(j, "snapshot-save", args, on_internal_started);
 }
 
-/* ---- sync: the new files reach the disk, off the event loop ---- */
+/* ---- sync: the new files reach the disk, off the event loop ----
+ *
+ * Two workers. The overlays' fdatasync starts as soon as they are written (job_prepare), so
+ * it runs while QEMU opens them and switches the disks; the memory image's commit (fsync,
+ * final magic) starts once the guest runs again, while QEMU's migration settings go back.
+ * STEP_SYNC ends when all of them have: only then is the record written. */
 
-/* What the worker syncs; it owns this (the job may be gone before it ends). */
+/* What a worker syncs; it owns this (the job may be gone before it ends). */
 typedef struct SyncWork {
         int memory_fd;          /* a dup of the memory image's fd, or -1 */
         char **overlays;        /* the overlays we wrote (qcow2-overlay.c does not sync) */
@@ -587,6 +592,80 @@ static int sync_files(void *arg) {
         return r;
 }
 
+static void sync_work_free(SyncWork *w) {
+        if (!w)
+                return;
+        if (w->memory_fd >= 0)
+                close(w->memory_fd);
+        strv_free(w->overlays);
+        free(w);
+}
+
+static SyncWork *sync_work_new(void) {
+        SyncWork *w = calloc(1, sizeof(SyncWork));
+
+        if (w)
+                w->memory_fd = -1;
+        return w;
+}
+
+/* The job goes on when the last of the syncs and the settings' restore is done. */
+static void sync_and_restore_done(CreateJob *j) {
+        int r = j->sync_error < 0 ? j->sync_error : j->overlay_sync_error;
+
+        if (j->step != STEP_SYNC || j->undoing || j->sync_pending || j->restore_pending || j->overlay_sync_pending)
+                return;
+        if (r < 0) {
+                const char *name = r == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED;
+
+                if (j->sync_error < 0)
+                        return job_fail(j, name, "Cannot write memory image '%s' to disk: %s", j->memory_file,
+                                        strerror(-r));
+                return job_fail(j, name, "Cannot write the new overlays to disk: %s", strerror(-r));
+        }
+        j->step = STEP_RESTORE;
+        job_next(j);
+}
+
+static void on_overlays_synced(int r, void *userdata) {
+        CreateJob *j = userdata;
+
+        j->overlay_worker = NULL;
+        j->overlay_sync_pending = false;
+        j->overlay_sync_error = r < 0 ? r : 0;
+        sync_and_restore_done(j);
+}
+
+int job_overlays_sync_start(CreateJob *j) {
+        SyncWork *w = sync_work_new();
+        size_t n = 0;
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        w->overlays = calloc(j->n_disks + 1, sizeof(char *));
+        if (!w->overlays) {
+                sync_work_free(w);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < j->n_disks; i++)
+                if (j->disks[i].file_created && !(w->overlays[n++] = strdup(j->disks[i].overlay))) {
+                        sync_work_free(w);
+                        return -ENOMEM;
+                }
+        if (n == 0) {
+                sync_work_free(w);
+                return 0;
+        }
+        j->overlay_sync_pending = true;
+        r = worker_start(&j->overlay_worker, j->domain->manager->event, sync_files, w, on_overlays_synced, j);
+        if (r < 0) {
+                j->overlay_sync_pending = false;
+                j->overlay_sync_error = sync_files(w);
+        }
+        return 0;
+}
+
 static void on_synced(int r, void *userdata) {
         CreateJob *j = userdata;
 
@@ -596,70 +675,32 @@ static void on_synced(int r, void *userdata) {
         sync_and_restore_done(j);
 }
 
-/* The files sync in a worker while QEMU's migration settings go back: whichever ends last
- * moves on, to STEP_RESTORE (which then has nothing left to do). */
-static void sync_and_restore_done(CreateJob *j) {
-        if (j->sync_pending || j->restore_pending)
-                return;
-        if (j->sync_error < 0) {
-                const char *name = j->sync_error == -ENOSPC ? SNAPSHOT_ERROR_NO_SPACE : SNAPSHOT_ERROR_FAILED;
-
-                if (j->memory_fd >= 0)
-                        return job_fail(j, name, "Cannot write memory image '%s' (or the new overlays) to disk: %s",
-                                        j->memory_file, strerror(-j->sync_error));
-                return job_fail(j, name, "Cannot write the new overlays to disk: %s", strerror(-j->sync_error));
-        }
-        j->step = STEP_RESTORE;
-        job_next(j);
-}
-
-static SyncWork *sync_work_new(CreateJob *j) {
-        SyncWork *w = calloc(1, sizeof(SyncWork));
-        size_t n = 0;
-
-        if (!w)
-                return NULL;
-        w->memory_fd = -1;
-        w->overlays = calloc(j->n_disks + 1, sizeof(char *));
-        if (!w->overlays)
-                goto fail;
-        for (size_t i = 0; i < j->n_disks; i++)
-                if (j->disks[i].file_created && !(w->overlays[n++] = strdup(j->disks[i].overlay)))
-                        goto fail;
-        if (j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL && j->memory_fd >= 0) {
-                w->memory_fd = fcntl(j->memory_fd, F_DUPFD_CLOEXEC, 3);
-                if (w->memory_fd < 0)
-                        goto fail;
-        }
-        return w;
-fail:
-        strv_free(w->overlays);
-        free(w);
-        return NULL;
-}
-
 void job_sync_next(CreateJob *j) {
         SyncWork *w;
         int r;
 
-        w = sync_work_new(j);
-        if (!w)
-                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
-        if (!w->overlays[0] && w->memory_fd < 0) {
-                sync_files(w);
-                j->step = STEP_RESTORE;
-                return job_next(j);
+        if (j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL && j->memory_fd >= 0) {
+                w = sync_work_new();
+                if (w)
+                        w->memory_fd = fcntl(j->memory_fd, F_DUPFD_CLOEXEC, 3);
+                if (!w || w->memory_fd < 0) {
+                        sync_work_free(w);
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot sync memory image '%s': %s", j->memory_file,
+                                        strerror(w ? errno : ENOMEM));
+                }
+                job_progress(j, "sync", 0, 0);
+                j->sync_pending = true;
+                r = worker_start(&j->worker, j->domain->manager->event, sync_files, w, on_synced, j);
+                if (r < 0) {
+                        j->sync_pending = false;
+                        j->sync_error = sync_files(w);
+                }
         }
-        if (w->memory_fd >= 0)
-                job_progress(j, "sync", 0, 0);  /* DESIGN.md: the phase of the memory image */
-        j->sync_pending = true;
-        r = worker_start(&j->worker, j->domain->manager->event, sync_files, w, on_synced, j);
-        if (r < 0)
-                return on_synced(sync_files(w), j);
         if (j->migration_changed && j->saved_caps) {
                 j->restore_pending = true;
                 job_qmp(j, "migrate-set-capabilities", saved_caps_args(j), on_restore_caps);
         }
+        sync_and_restore_done(j);
 }
 
 /* ---- restore the migration settings ---- */
@@ -858,6 +899,7 @@ void job_memory_clear(CreateJob *j) {
         if (j->nudge_call)
                 qmp_cancel(j->domain->qmp, j->nudge_call);
         worker_detach(j->worker);
+        worker_detach(j->overlay_worker);
         sd_event_source_disable_unref(j->progress_timer);
         sd_event_source_disable_unref(j->live_timer);
         sd_event_source_disable_unref(j->end_timer);
@@ -882,6 +924,6 @@ void create_job_on_disconnect(CreateJob *j) {
                 return;
         }
         /* A call in flight fails by itself (-ECONNRESET); waiting for an event does not. */
-        if (!j->cont && !j->undoing && !j->worker)
+        if (!j->cont && !j->undoing && !j->worker && !j->overlay_worker)
                 job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU went away during the snapshot");
 }

@@ -966,6 +966,8 @@ class SharedDomain:
         self.dom = self.bus.call(MANAGER_PATH, MANAGER_IFACE, "GetDomain", "s", (self.name,))[0]
         wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "State") == "running", 20,
                    "domain running")
+        # The daemon pings the agent once it is connected; HasAgent flips when that answers.
+        wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "HasAgent"), 30, "agent answered")
         return self
 
     def stop(self, unmount=()):
