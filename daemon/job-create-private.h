@@ -21,10 +21,7 @@
 #define AGENT_PING_TIMEOUT_USEC (5 * USEC_PER_SEC)
 
 typedef enum MemoryStep {
-        MEMORY_QUERY_CAPS,
-        MEMORY_QUERY_PARAMS,
-        MEMORY_SET_CAPS,
-        MEMORY_SET_PARAMS,
+        MEMORY_SET,             /* capabilities and parameters, pipelined */
         MEMORY_GETFD,
         MEMORY_MIGRATE,
         MEMORY_WAIT,            /* until pre-switchover (or failure) */
@@ -106,6 +103,7 @@ struct CreateJob {
         bool cache_stale;
         Batch batch;
         char *batch_error;      /* the first failed call of the batch, said in the job's error */
+        batch_end_fn batch_then;        /* job_memory_read_settings: what comes after */
 
         /* what the forward path did, for the undo path */
         bool freeze_sent;
@@ -187,6 +185,15 @@ int job_journal_note(CreateJob *j, const char *key, json_t *value);
 int job_memory_validate(CreateJob *j, sd_bus_error *error);
 void job_memory_next(CreateJob *j);        /* STEP_MEMORY and STEP_MEMORY_FINISH */
 void job_internal_next(CreateJob *j);      /* STEP_INTERNAL */
+/* Pipelined QMP calls: begin, one call per command, send; see job-create.c. */
+int job_batch_begin(CreateJob *j, size_t n, batch_reply_fn fn, batch_end_fn end);
+void job_batch_call(CreateJob *j, const char *command, json_t *args, size_t tag);
+void job_batch_send(CreateJob *j);
+void job_batch_note_error(CreateJob *j, const char *what, const QmpError *err);
+
+/* Reads QEMU's migration capabilities and parameters that a save changes (saved_caps,
+ * saved_params), then runs then (or fails the job). */
+void job_memory_read_settings(CreateJob *j, batch_end_fn then);
 void job_sync_next(CreateJob *j);          /* STEP_SYNC */
 int job_overlays_sync_start(CreateJob *j); /* once the overlays are written */
 void job_restore_next(CreateJob *j);       /* STEP_RESTORE */

@@ -204,7 +204,7 @@ static void on_batch_reply(Qmp *q, json_t *reply, const QmpError *err, void *use
                 j->batch.end(j);
 }
 
-static int job_batch_begin(CreateJob *j, size_t n, batch_reply_fn fn, batch_end_fn end) {
+int job_batch_begin(CreateJob *j, size_t n, batch_reply_fn fn, batch_end_fn end) {
         batch_clear(j);
         j->batch.ids = calloc(n + 1, sizeof(uint64_t));
         j->batch.tags = calloc(n + 1, sizeof(size_t));
@@ -216,7 +216,7 @@ static int job_batch_begin(CreateJob *j, size_t n, batch_reply_fn fn, batch_end_
         return 0;
 }
 
-static void job_batch_call(CreateJob *j, const char *command, json_t *args, size_t tag) {
+void job_batch_call(CreateJob *j, const char *command, json_t *args, size_t tag) {
         size_t i = j->batch.sent;
         int r;
 
@@ -234,13 +234,13 @@ static void job_batch_call(CreateJob *j, const char *command, json_t *args, size
 }
 
 /* After the last job_batch_call: with nothing in flight, end runs now. */
-static void job_batch_send(CreateJob *j) {
+void job_batch_send(CreateJob *j) {
         if (j->batch.sent == 0)
                 j->batch.end(j);
 }
 
 /* The first failure of a batch, to say in the job's error. */
-static void batch_note_error(CreateJob *j, const char *what, const QmpError *err) {
+void job_batch_note_error(CreateJob *j, const char *what, const QmpError *err) {
         if (j->batch_error)
                 return;
         if (asprintf(&j->batch_error, "%s: %s", what, err->desc ?: strerror(-err->error)) < 0)
@@ -636,12 +636,27 @@ static int job_journal_begin(CreateJob *j) {
             journal_put(j->journal, "paused", json_boolean(j->plan.pause)) < 0 ||
             journal_put(j->journal, "def", json_string(xml)) < 0)
                 return -ENOMEM;
+        if (j->memory_file && j->saved_caps &&
+            (journal_put(j->journal, "memory_file", json_string(j->memory_file)) < 0 ||
+             journal_put(j->journal, "migration", json_pack("{s:O, s:O}", "caps", j->saved_caps,
+                                                          "params", j->saved_params)) < 0))
+                return -ENOMEM;
         return journal_sync(j->journal);
 }
 
-static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
+/* Everything known: the journal, then the first change. */
+static void job_begin(CreateJob *j) {
         int r;
 
+        r = job_journal_begin(j);
+        if (r < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal to '%s': %s",
+                                j->domain->manager->state_dir, strerror(-r));
+        j->step = STEP_PREPARE;
+        job_next(j);
+}
+
+static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err && !j->req.quiesce_best_effort) {
                 (void) sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_AGENT_UNAVAILABLE,
                                          "The guest agent of domain '%s' did not answer: %s",
@@ -658,12 +673,11 @@ static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
                 return job_finish(j, "/");
         }
 
-        r = job_journal_begin(j);
-        if (r < 0)
-                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal to '%s': %s",
-                                j->domain->manager->state_dir, strerror(-r));
-        j->step = STEP_PREPARE;
-        job_next(j);
+        /* A memory image: QEMU's migration settings are read now, to be journalled with the
+         * rest (recovery puts them back) in the one write before anything changes. */
+        if (j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL)
+                return job_memory_read_settings(j, job_begin);
+        job_begin(j);
 }
 
 /* ---- prepare overlays ---- */
@@ -673,7 +687,7 @@ static void on_add_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError
         DiskPlan *p = &j->disks[tag / 2];
 
         if (err)
-                return batch_note_error(j, tag % 2 ? "Cannot open the overlay as qcow2 (blockdev-add)" :
+                return job_batch_note_error(j, tag % 2 ? "Cannot open the overlay as qcow2 (blockdev-add)" :
                                         "Cannot open the overlay file (blockdev-add)", err);
         if (tag % 2)
                 p->fmt_node_added = true;

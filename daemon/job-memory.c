@@ -224,47 +224,88 @@ static void memory_advance(CreateJob *j, MemoryStep next) {
         job_next(j);
 }
 
-static void on_query_caps(CreateJob *j, json_t *reply, const QmpError *err) {
+/* ---- QEMU's migration settings: read before the journal, set, put back ----
+ * Each pair goes out pipelined (job_batch_*). */
+
+enum { SETTING_CAPS, SETTING_PARAMS };
+
+static void on_read_setting(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
         size_t i;
         json_t *c;
 
         if (err)
-                return job_fail_qmp(j, "Cannot read migration capabilities", err);
+                return job_batch_note_error(j, tag == SETTING_CAPS ? "Cannot read migration capabilities" :
+                                            "Cannot read migration parameters", err);
+        if (tag == SETTING_PARAMS) {
+                j->saved_params = json_pack("{s:O?, s:O?}",
+                                            "max-bandwidth", json_object_get(reply, "max-bandwidth"),
+                                            "downtime-limit", json_object_get(reply, "downtime-limit"));
+                return;
+        }
         j->saved_caps = json_array();
-        if (!j->saved_caps)
-                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         json_array_foreach(reply, i, c)
-                for (size_t k = 0; k < ELEMENTSOF(our_caps); k++)
+                for (size_t k = 0; j->saved_caps && k < ELEMENTSOF(our_caps); k++)
                         if (streq_ptr(json_string_value(json_object_get(c, "capability")), our_caps[k]))
                                 json_array_append(j->saved_caps, c);
+}
+
+static void on_read_settings_end(CreateJob *j) {
+        if (j->batch_error)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "%s", j->batch_error);
+        if (j->batch.send_error < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot read migration settings: %s",
+                                strerror(-j->batch.send_error));
+        if (!j->saved_caps || !j->saved_params)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         if (json_array_size(j->saved_caps) != ELEMENTSOF(our_caps))
                 return job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                 "This QEMU lacks the migration capabilities events/pause-before-switchover/auto-converge");
-        memory_advance(j, MEMORY_QUERY_PARAMS);
+        j->batch_then(j);
 }
 
-static void on_query_params(CreateJob *j, json_t *reply, const QmpError *err) {
-        if (err)
-                return job_fail_qmp(j, "Cannot read migration parameters", err);
-        j->saved_params = json_pack("{s:O?, s:O?}",
-                                    "max-bandwidth", json_object_get(reply, "max-bandwidth"),
-                                    "downtime-limit", json_object_get(reply, "downtime-limit"));
-        if (!j->saved_params)
+void job_memory_read_settings(CreateJob *j, batch_end_fn then) {
+        if (job_batch_begin(j, 2, on_read_setting, on_read_settings_end) < 0)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
-        memory_advance(j, MEMORY_SET_CAPS);
+        j->batch_then = then;
+        job_batch_call(j, "query-migrate-capabilities", NULL, SETTING_CAPS);
+        job_batch_call(j, "query-migrate-parameters", NULL, SETTING_PARAMS);
+        job_batch_send(j);
 }
 
-static void on_set_caps(CreateJob *j, json_t *reply, const QmpError *err) {
+static void on_set_setting(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
         if (err)
-                return job_fail_qmp(j, "Cannot set migration capabilities", err);
+                return job_batch_note_error(j, tag == SETTING_CAPS ? "Cannot set migration capabilities" :
+                                            "Cannot set migration parameters", err);
+        /* Either one changed is enough to put both back (restoring the other is a no-op). */
         j->migration_changed = true;
-        memory_advance(j, MEMORY_SET_PARAMS);
 }
 
-static void on_set_params(CreateJob *j, json_t *reply, const QmpError *err) {
-        if (err)
-                return job_fail_qmp(j, "Cannot set migration parameters", err);
+static void on_set_settings_end(CreateJob *j) {
+        if (j->batch_error)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "%s", j->batch_error);
+        if (j->batch.send_error < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot set migration settings: %s",
+                                strerror(-j->batch.send_error));
         memory_advance(j, MEMORY_GETFD);
+}
+
+static void set_settings(CreateJob *j) {
+        json_t *params;
+
+        if (job_batch_begin(j, 2, on_set_setting, on_set_settings_end) < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        job_batch_call(j, "migrate-set-capabilities",
+                       json_pack("{s:[{s:s,s:b},{s:s,s:b},{s:s,s:b}]}", "capabilities",
+                                 "capability", "events", "state", 1,
+                                 "capability", "pause-before-switchover", "state", 1,
+                                 "capability", "auto-converge", "state", job_is_live(j)),
+                       SETTING_CAPS);
+        /* QEMU's default bandwidth cap (128 MiB/s) is for networks, not a local file. */
+        params = json_pack("{s:I}", "max-bandwidth", (json_int_t) INT64_MAX / 8);
+        if (params && job_is_live(j))
+                json_object_set_new(params, "downtime-limit", json_integer(LIVE_DOWNTIME_MS));
+        job_batch_call(j, "migrate-set-parameters", params, SETTING_PARAMS);
+        job_batch_send(j);
 }
 
 static void on_getfd(CreateJob *j, json_t *reply, const QmpError *err) {
@@ -350,13 +391,7 @@ static int open_image(CreateJob *j) {
         if (r < 0)
                 return r;
 
-        /* Named in the journal with the migration settings (MEMORY_SET_CAPS), unless those
-         * were never changed. */
-        if (!j->migration_changed) {
-                r = job_journal_note(j, "memory_file", json_string(j->memory_file));
-                if (r < 0)
-                        return r;
-        }
+        /* Named in the journal already, with the migration settings (job_journal_begin). */
         fd = image_file_create(j->domain->config->images_dir, j->memory_file);
         if (fd < 0)
                 return fd;
@@ -366,7 +401,6 @@ static int open_image(CreateJob *j) {
 }
 
 void job_memory_next(CreateJob *j) {
-        json_t *args;
         int r;
 
         if (j->step == STEP_MEMORY_FINISH)
@@ -374,29 +408,9 @@ void job_memory_next(CreateJob *j) {
                                on_migrate_continue);
 
         switch (j->memory_step) {
-        case MEMORY_QUERY_CAPS:
+        case MEMORY_SET:
                 job_progress(j, "memory", 0, j->memory_kib * 1024);
-                return job_qmp(j, "query-migrate-capabilities", NULL, on_query_caps);
-        case MEMORY_QUERY_PARAMS:
-                return job_qmp(j, "query-migrate-parameters", NULL, on_query_params);
-        case MEMORY_SET_CAPS:
-                /* Recovery puts these back if we die with QEMU's settings changed; the image
-                 * it may have to remove is named in the same write. */
-                if ((j->journal && journal_put(j->journal, "memory_file", json_string(j->memory_file)) < 0) ||
-                    job_journal_note(j, "migration", json_pack("{s:O, s:O}", "caps", j->saved_caps,
-                                                               "params", j->saved_params)) < 0)
-                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal");
-                args = json_pack("{s:[{s:s,s:b},{s:s,s:b},{s:s,s:b}]}", "capabilities",
-                                 "capability", "events", "state", 1,
-                                 "capability", "pause-before-switchover", "state", 1,
-                                 "capability", "auto-converge", "state", job_is_live(j));
-                return job_qmp(j, "migrate-set-capabilities", args, on_set_caps);
-        case MEMORY_SET_PARAMS:
-                /* QEMU's default bandwidth cap (128 MiB/s) is for networks, not a local file. */
-                args = json_pack("{s:I}", "max-bandwidth", (json_int_t) INT64_MAX / 8);
-                if (job_is_live(j))
-                        json_object_set_new(args, "downtime-limit", json_integer(LIVE_DOWNTIME_MS));
-                return job_qmp(j, "migrate-set-parameters", args, on_set_params);
+                return set_settings(j);
         case MEMORY_GETFD:
                 r = open_image(j);
                 if (r < 0)
