@@ -68,13 +68,10 @@ int domain_new(Domain **ret, Manager *m, DomainConfig *config) {
         return 0;
 }
 
-static void flush_stale_current(Domain *d);
-
 Domain *domain_free(Domain *d) {
         if (!d)
                 return NULL;
 
-        flush_stale_current(d);
         create_job_free(d->job);
         d->job = NULL;
         d->delete_job = delete_job_free(d->delete_job);
@@ -445,36 +442,6 @@ void domain_remove_snapshot(Domain *d, Snapshot *s) {
                 d->current = NULL;
 }
 
-/* Rewrites the record of the snapshot that was current before, if it still exists. */
-static void flush_stale_current(Domain *d) {
-        _cleanup_free_ char *name = TAKE_PTR(d->stale_current);
-        Snapshot *old = name ? domain_find_snapshot(d, name) : NULL;
-        int r;
-
-        d->stale_current_source = sd_event_source_disable_unref(d->stale_current_source);
-        if (!old || old->def->current)
-                return;
-        r = snapshot_store_save(d->manager->state_dir, domain_name(d), old->def);
-        if (r < 0)
-                log_warning_errno(r, "Domain '%s': cannot clear the current mark of snapshot '%s': %m",
-                                  domain_name(d), name);
-}
-
-static int on_stale_current(sd_event_source *s, void *userdata) {
-        flush_stale_current(userdata);
-        return 0;
-}
-
-static bool defer_clear(Domain *d, Snapshot *old) {
-        d->stale_current = strdup(snapshot_name(old));
-        if (d->stale_current &&
-            sd_event_add_defer(d->manager->event, &d->stale_current_source, on_stale_current, d) >= 0)
-                return true;
-        free(d->stale_current);
-        d->stale_current = NULL;
-        return false;
-}
-
 int domain_set_current(Domain *d, Snapshot *s) {
         Snapshot *old = d->current;
         int r;
@@ -494,16 +461,9 @@ int domain_set_current(Domain *d, Snapshot *s) {
         }
         if (old) {
                 old->def->current = false;
-                /* Made current something newer (a snapshot just taken): until the old record
-                 * is rewritten, two claim current and loading picks the newer one, the right
-                 * one. So the rewrite, an fsync'ed write, waits until the caller's reply is
-                 * out: the next turn of the event loop. */
-                flush_stale_current(d);
-                if (!(s && s->def->creation_usec > old->def->creation_usec && defer_clear(d, old))) {
-                        r = snapshot_store_save(d->manager->state_dir, domain_name(d), old->def);
-                        if (r < 0)
-                                return r;
-                }
+                r = snapshot_store_save(d->manager->state_dir, domain_name(d), old->def);
+                if (r < 0)
+                        return r;
         }
 
         d->current = s;

@@ -52,10 +52,6 @@ typedef struct Domain {
         size_t n_snapshots;
         SnapshotIndex snapshots_by_name;        /* the same snapshots, by name */
         Snapshot *current;
-        /* The snapshot whose record still says current, to be rewritten once the reply that
-         * made a newer one current is out (domain_set_current). */
-        char *stale_current;
-        sd_event_source *stale_current_source;
 
         CreateJob *job;                 /* at most one job at a time: this one... */
         struct DeleteJob *delete_job;   /* ...or this one */

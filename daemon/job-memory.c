@@ -333,6 +333,12 @@ static void on_early_end_query(Qmp *q, json_t *reply, const QmpError *err, void 
 static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         uint64_t live_timeout;
 
+        /* A guest that stayed paused through a memory save is left by QEMU in 'postmigrate',
+         * from which QEMU saves no memory again until the guest has run. */
+        if (err && err->desc && strstr(err->desc, "paused due to previous migration"))
+                return job_fail(j, SNAPSHOT_ERROR_OPERATION_INVALID,
+                                "Domain '%s' has stayed paused since an earlier memory snapshot; QEMU saves its memory "
+                                "again only once it has run: resume it first (%s)", domain_name(j->domain), err->desc);
         if (err)
                 return job_fail_qmp(j, "QEMU refused to save the memory (migrate)", err);
         /* QEMU owns the fd now and closes it when the migration ends. */

@@ -209,6 +209,27 @@ class MemoryTest(snaptest.SharedTestCase):
         self.assertEqual(S.bus.get_property(path, SNAPSHOT_IFACE, "Parent"),
                          S.bus.call(S.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("live1",))[0])
 
+    def test_04_paused_guest_twice(self):
+        # A guest paused before a memory snapshot stays paused; QEMU leaves it in
+        # 'postmigrate' and refuses a second memory save until it has run: a clear
+        # OperationInvalid, nothing left behind, and after a resume it works again.
+        S.guest.qmp("stop")
+        try:
+            self.create("pg1", {"memory": v("s", "external")})
+            self.assertIn(S.guest.status(), ("paused", "postmigrate"))
+            before = self.state()
+            with self.assertRaises(BusError) as cm:
+                self.create("pg2", {"memory": v("s", "external")})
+            self.assertEqual(cm.exception.name, ERROR_PREFIX + "OperationInvalid", cm.exception.message)
+            self.assertIn("resume it first", cm.exception.message)
+            self.assertEqual(self.state(), before)
+            self.assertIn(S.guest.status(), ("paused", "postmigrate"))
+        finally:
+            S.guest.qmp("cont")
+        self.assert_running()
+        self.create("pg3", {"memory": v("s", "external")})
+        self.assert_running()
+
     def test_03_internal(self):
         path = self.create("int1", {"memory": v("s", "internal")})
         p = S.bus.get_all_properties(path, SNAPSHOT_IFACE)
