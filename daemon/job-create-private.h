@@ -194,8 +194,11 @@ void job_batch_note_error(CreateJob *j, const char *what, const QmpError *err);
 /* Reads QEMU's migration capabilities and parameters that a save changes (saved_caps,
  * saved_params), then runs then (or fails the job). */
 void job_memory_read_settings(CreateJob *j, batch_end_fn then);
+/* job-sync.c */
 void job_sync_next(CreateJob *j);          /* STEP_SYNC */
 int job_overlays_sync_start(CreateJob *j); /* once the overlays are written */
+void job_sync_restored(CreateJob *j);      /* the migration settings are back */
+bool job_memory_restore_begin(CreateJob *j); /* job-memory.c: false when nothing to put back */
 void job_restore_next(CreateJob *j);       /* STEP_RESTORE */
 void job_memory_on_event(CreateJob *j, const char *event, json_t *data);
 /* Undo of the memory part, one QMP call at a time: returns true when it issued a call (the
