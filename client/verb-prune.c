@@ -17,6 +17,7 @@
 #include "client-job.h"
 #include "client-objects.h"
 #include "client-output.h"
+#include "client-snapshot-list.h"
 #include "snapshot-bus.h"
 #include "snapshotctl.h"
 
@@ -48,63 +49,12 @@ int check_prune(const VerbArgs *a) {
         return 0;
 }
 
-typedef struct PruneList {
-        SnapshotInfo *items;
-        size_t n;
-} PruneList;
-
-static void prune_list_done(PruneList *l) {
-        for (size_t i = 0; i < l->n; i++)
-                snapshot_info_done(l->items + i);
-        free(l->items);
-        *l = (PruneList) {};
-}
-
 static int compare_oldest_first(const void *a, const void *b) {
         const SnapshotInfo *x = a, *y = b;
 
         if (x->creation_time != y->creation_time)
                 return x->creation_time < y->creation_time ? -1 : 1;
         return strcmp(x->name ?: "", y->name ?: "");
-}
-
-static int prune_list_load(sd_bus *bus, const char *domain, const char *domain_path, PruneList *ret) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_strv_free_ char **paths = NULL;
-        _cleanup_(prune_list_done) PruneList l = {};
-        size_t n = 0;
-        int r;
-
-        r = bus_call_method(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "ListSnapshots",
-                            CALL_TIMEOUT_DEFAULT, &error, &reply, "t", (uint64_t) 0);
-        if (r < 0)
-                return log_bus_error(&error, r, "Failed to list snapshots of domain '%s'", domain);
-
-        r = bus_read_strv(reply, "ao", &paths);
-        if (r < 0)
-                return log_error_errno(r, "Failed to parse ListSnapshots reply: %m");
-
-        while (paths[n])
-                n++;
-        l.items = calloc(n + 1, sizeof(SnapshotInfo));
-        if (!l.items)
-                return log_error_errno(ENOMEM, "Out of memory.");
-
-        for (size_t i = 0; paths[i]; i++) {
-                r = snapshot_info_load(bus, paths[i], /* want_json= */ false, /* missing_ok= */ true, l.items + l.n);
-                if (r == -ENOENT)
-                        continue;       /* deleted since ListSnapshots */
-                if (r < 0)
-                        return r;
-                l.n++;
-        }
-
-        qsort(l.items, l.n, sizeof(SnapshotInfo), compare_oldest_first);
-
-        *ret = l;
-        l = (PruneList) {};
-        return 0;
 }
 
 /* Delete(0) as a job. Returns 1 when deleted, 0 when it was gone already, or the error
@@ -136,7 +86,7 @@ static json_t *snapshot_summary_json(const SnapshotInfo *s) {
                          "CreationTime", (json_int_t) (s->creation_time > INT64_MAX ? INT64_MAX : s->creation_time));
 }
 
-static int print_report(const char *domain, bool dry_run, const PruneList *l, size_t first_kept,
+static int print_report(const char *domain, bool dry_run, const SnapshotList *l, size_t first_kept,
                         json_t *deleted, const SnapshotInfo *failed, const sd_bus_error *error) {
         _cleanup_(json_decrefp) json_t *o = NULL, *kept = NULL, *failure = NULL;
         int r;
@@ -171,7 +121,7 @@ static int print_report(const char *domain, bool dry_run, const PruneList *l, si
 
 int verb_prune(sd_bus *bus, const VerbArgs *a) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(prune_list_done) PruneList l = {};
+        _cleanup_(snapshot_list_done) SnapshotList l = {};
         _cleanup_(json_decrefp) json_t *deleted = NULL;
         _cleanup_free_ char *domain_path = NULL;
         const char *domain = a->args[0];
@@ -184,9 +134,10 @@ int verb_prune(sd_bus *bus, const VerbArgs *a) {
         if (r < 0)
                 return r;
 
-        r = prune_list_load(bus, domain, domain_path, &l);
+        r = snapshot_list_load(bus, domain, domain_path, 0, /* want_json= */ false, &l);
         if (r < 0)
                 return r;
+        qsort(l.items, l.n, sizeof(SnapshotInfo), compare_oldest_first);
 
         deleted = json_array();
         if (!deleted)

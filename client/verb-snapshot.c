@@ -10,6 +10,7 @@
 #include "client-objects.h"
 #include "client-output.h"
 #include "client-save-image.h"
+#include "client-snapshot-list.h"
 #include "snapshot-bus.h"
 #include "snapshotctl.h"
 
@@ -52,18 +53,6 @@ int check_list(const VerbArgs *a) {
         return 0;
 }
 
-typedef struct SnapshotList {
-        SnapshotInfo *items;
-        size_t n;
-} SnapshotList;
-
-static void snapshot_list_done(SnapshotList *l) {
-        for (size_t i = 0; i < l->n; i++)
-                snapshot_info_done(l->items + i);
-        free(l->items);
-        *l = (SnapshotList) {};
-}
-
 static int snapshot_compare_name(const void *a, const void *b) {
         const SnapshotInfo *x = a, *y = b;
 
@@ -75,53 +64,6 @@ static ssize_t snapshot_list_find(const SnapshotList *l, const char *path) {
                 if (streq(l->items[i].path, path))
                         return (ssize_t) i;
         return -1;
-}
-
-static int snapshot_list_load(sd_bus *bus, const char *domain, uint64_t flags, bool json, SnapshotList *ret) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        _cleanup_free_ char *domain_path = NULL;
-        _cleanup_strv_free_ char **paths = NULL;
-        SnapshotList l = {};
-        size_t n = 0;
-        int r;
-
-        r = bus_get_domain(bus, domain, &domain_path);
-        if (r < 0)
-                return r;
-
-        r = bus_call_method(bus, domain_path, SNAPSHOT_IFACE_DOMAIN, "ListSnapshots",
-                            CALL_TIMEOUT_DEFAULT, &error, &reply, "t", flags);
-        if (r < 0)
-                return log_bus_error(&error, r, "Failed to list snapshots of domain '%s'", domain);
-
-        r = bus_read_strv(reply, "ao", &paths);
-        if (r < 0)
-                return log_error_errno(r, "Failed to parse ListSnapshots reply: %m");
-
-        while (paths[n])
-                n++;
-        l.items = calloc(n + 1, sizeof(SnapshotInfo));
-        if (!l.items)
-                return log_error_errno(ENOMEM, "Out of memory.");
-
-        for (size_t i = 0; paths[i]; i++) {
-                r = snapshot_info_load(bus, paths[i], json, /* missing_ok= */ true, l.items + l.n);
-                if (r == -ENOENT)
-                        continue;       /* deleted since ListSnapshots */
-                if (r < 0) {
-                        snapshot_list_done(&l);
-                        return r;
-                }
-                l.n++;
-        }
-
-        /* virsh sorts by name; --topological keeps snapshotd's parents-first order. */
-        if (!(flags & SNAPSHOT_LIST_TOPOLOGICAL))
-                qsort(l.items, l.n, sizeof(SnapshotInfo), snapshot_compare_name);
-
-        *ret = l;
-        return 0;
 }
 
 /* Draws
@@ -231,12 +173,22 @@ static int print_table(sd_bus *bus, const SnapshotList *l, bool with_parent) {
 
 int verb_list(sd_bus *bus, const VerbArgs *a) {
         _cleanup_(snapshot_list_done) SnapshotList l = {};
+        _cleanup_free_ char *domain_path = NULL;
         bool json = arg_json != JSON_OFF;
+        uint64_t flags = verb_flags(a);
         int r;
 
-        r = snapshot_list_load(bus, a->args[0], verb_flags(a), json, &l);
+        r = bus_get_domain(bus, a->args[0], &domain_path);
         if (r < 0)
                 return r;
+
+        r = snapshot_list_load(bus, a->args[0], domain_path, flags, json, &l);
+        if (r < 0)
+                return r;
+
+        /* virsh sorts by name; --topological keeps snapshotd's parents-first order. */
+        if (!(flags & SNAPSHOT_LIST_TOPOLOGICAL))
+                qsort(l.items, l.n, sizeof(SnapshotInfo), snapshot_compare_name);
 
         if (json) {
                 _cleanup_(json_decrefp) json_t *array = json_array();

@@ -20,7 +20,7 @@ PACKAGES=(
         # benchmarks (bench/run draws its plot with it)
         gnuplot-nox
         # man pages (man/*.scd), shell completion, and the remote-host test (a real sshd on 127.0.0.1)
-        scdoc bash-completion man-db openssh-server openssh-client
+        scdoc bash-completion zsh man-db openssh-server openssh-client
 )
 
 missing=()

@@ -11,6 +11,8 @@
 #                         delete stops it with the refusal's status and a JSON report
 #   bash completion       verbs, options per verb, domain and snapshot names from the daemon
 #                         the line names (--address); its lists match `snapshotctl help VERB`
+#   zsh completion        the same, typed with a Tab into a real interactive zsh (on a
+#                         pseudo-terminal, tests/lib/complete.zsh); its lists are bash's
 #   snapshotctl(1)        names every verb, option and exit status
 
 import json
@@ -27,6 +29,7 @@ from snaptest import DOMAIN_IFACE, SNAPSHOT_IFACE, qdev_id
 S = snaptest.SharedDomain("snapcli-")
 CTL = os.environ.get("SNAPSHOTCTL")
 COMPLETION = os.path.join(snaptest.SOURCE_ROOT, "completion", "snapshotctl.bash")
+ZSH_COMPLETION = os.path.join(snaptest.SOURCE_ROOT, "completion", "_snapshotctl")
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 
 DOMAIN_KEYS = {"Path", "Name", "State", "CurrentSnapshot", "Job", "HasAgent", "Managed"}
@@ -284,6 +287,14 @@ class CliTest(snaptest.SharedTestCase):
 
     # --- bash completion --------------------------------------------------------------------
 
+    def completion_env(self, env_address=None):
+        """The built snapshotctl first in PATH; the system bus at env_address, if given."""
+        env = dict(os.environ, PATH=os.path.dirname(CTL) + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
+        env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+        if env_address:
+            env["DBUS_SYSTEM_BUS_ADDRESS"] = env_address
+        return env
+
     def complete(self, line, env_address=None):
         """Candidates of _snapshotctl for the command line (completing at its end), with
         COMP_WORDS split at blanks and at '=' and ':' as bash does."""
@@ -299,12 +310,8 @@ class CliTest(snaptest.SharedTestCase):
             _snapshotctl
             printf '%%s\\n' "${COMPREPLY[@]}"
         """ % {"bc": BASH_COMPLETION, "comp": COMPLETION}
-        env = dict(os.environ, PATH=os.path.dirname(CTL) + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
-        env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
-        if env_address:
-            env["DBUS_SYSTEM_BUS_ADDRESS"] = env_address
         r = subprocess.run(["bash", "-c", script, "bash", line, str(len(words) - 1)] + words,
-                           capture_output=True, text=True, timeout=60, env=env)
+                           capture_output=True, text=True, timeout=60, env=self.completion_env(env_address))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stderr, "")
         return [c for c in r.stdout.split("\n") if c]
@@ -352,6 +359,19 @@ class CliTest(snaptest.SharedTestCase):
                 want = sorted(o + ("=" if o == "--json" else "") for o, _ in opts)
                 self.assertEqual(sorted(known[verb].split()), want)
 
+        # zsh's tables are bash's
+        with open(ZSH_COMPLETION) as f:
+            zsh = f.read()
+        self.assertEqual(re.findall(r"(?m)^        '([a-z-]+):", zsh), verbs)
+        for table, bash_table in (("verb_options", "__snapshotctl_verb_options"),
+                                  ("verb_arg_options", "__snapshotctl_verb_arg_options"),
+                                  ("verb_args", "__snapshotctl_verb_args")):
+            with self.subTest(table=table):
+                z = re.search(r"local -A %s=\(\n(.*?)\n\)" % table, zsh, re.S).group(1)
+                b = re.search(r"declare -A %s=\(\n(.*?)\n\)" % bash_table, comp, re.S).group(1)
+                self.assertEqual(dict(re.findall(r"([a-z-]+) '([^']*)'", z)),
+                                 dict(re.findall(r"\[([a-z-]+)\]='([^']*)'", b)))
+
     # --- the man page -----------------------------------------------------------------------
 
     def test_08_man_page_names_everything(self):
@@ -371,6 +391,41 @@ class CliTest(snaptest.SharedTestCase):
             self.assertRegex(text, r"\b%s\b" % status, "exit status %s" % status)
         for key in sorted(DOMAIN_KEYS | SNAPSHOT_KEYS | {"XML", "Deleted", "Kept", "DryRun", "Failed", "Keep"}):
             self.assertIn(key, text)
+
+    # --- zsh completion ---------------------------------------------------------------------
+
+    def test_09_zsh_completion(self):
+        """The same as test_06, in an interactive zsh: Tab pressed at the end of each line."""
+        addr = "--address=" + S.bus.address
+        self.assertEqual(self.names(), ["p3", "p4"])
+
+        def zsh(line, env_address=None):
+            return snaptest.zsh_complete(line, self.completion_env(env_address))
+
+        help_text = self.ok("--help")
+        verbs = re.findall(r"(?m)^  ([a-z][a-z-]+)(?: |$)", help_text.split("Options:")[0])
+        self.assertEqual(zsh("snapshotctl "), verbs + ["help"])
+        self.assertEqual(zsh("snapshotctl li"), ["list-domains", "list"])
+        self.assertEqual(zsh("snapshotctl help "), verbs)
+        self.assertEqual(zsh("snapshotctl %s pru" % addr), ["prune"])
+        self.assertEqual(sorted(zsh("snapshotctl prune vm1 --")),
+                         sorted(["--keep", "--dry-run", "--no-progress", "--json=", "--help", "--version",
+                                 "--address=", "--host=", "--no-ask-password"]))
+        self.assertEqual(zsh("snapshotctl list vm1 --json="), ["pretty", "short", "off"])
+        self.assertEqual(zsh("snapshotctl --json=s"), ["short"])
+
+        # names from the daemon the line names: --address=ADDR, --address ADDR, or the environment
+        self.assertEqual(zsh("snapshotctl %s list " % addr), ["vm1"])
+        self.assertEqual(zsh("snapshotctl --address %s info v" % S.bus.address), ["vm1"])
+        self.assertEqual(zsh("snapshotctl info vm1 ", env_address=S.bus.address), ["p3", "p4"])
+        self.assertEqual(zsh("snapshotctl %s delete vm1 p" % addr), ["p3", "p4"])
+        self.assertEqual(zsh("snapshotctl %s dumpxml --security-info vm1 p4" % addr), ["p4"])
+        self.assertEqual(zsh("snapshotctl %s create-as --name x vm1 " % addr), [])
+        self.assertEqual(zsh("snapshotctl %s prune --keep 3 " % addr), ["vm1"])
+        self.assertEqual(zsh("snapshotctl %s prune --keep " % addr), [])
+        self.assertEqual(zsh("snapshotctl %s info vm1 p4 " % addr), [])
+        # another bus: nothing there
+        self.assertEqual(zsh("snapshotctl --address=unix:path=/nonexistent list "), [])
 
 
 if __name__ == "__main__":

@@ -251,6 +251,15 @@ class RemoteTest(snaptest.SharedTestCase):
             self.assertEqual((r.returncode, r.stderr), (0, ""))
             self.assertEqual(r.stdout.split(), want)
 
+    def test_06_zsh_completion_asks_the_host(self):
+        """zsh completion passes -H (and --host=) on to the snapshotctl it runs for names."""
+        names = self.ok("list", "vm1", "--name").stdout.split()
+        self.assertTrue(names)
+        env = SSH.env()
+        env["PATH"] = os.path.dirname(CTL) + ":" + env["PATH"]
+        self.assertEqual(snaptest.zsh_complete("snapshotctl -H %s list " % HOST, env), ["vm1"])
+        self.assertEqual(snaptest.zsh_complete("snapshotctl --host=%s info vm1 " % HOST, env), names)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

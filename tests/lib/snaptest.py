@@ -7,6 +7,7 @@
 #   SnapTestCase          unittest base: temp dir, guests and buses cleaned up, their logs
 #                         printed only when the test failed
 #   require(cond, why)    skip normally, fail when CI=true
+#   zsh_complete(line)    what completion/_snapshotctl offers for a line in a real zsh
 #
 # Environment: SNAPSHOTD (daemon binary), SNAPSHOTD_BUILD_ROOT (cache location),
 # SNAPSHOTD_TEST_ACCEL=kvm|tcg, SNAPSHOTD_TEST_SLOW=1 (a sanitizer build: longer waits),
@@ -41,6 +42,7 @@ ERROR_PREFIX = "org.example.Snapshot1.Error."
 SOURCE_ROOT = os.environ.get("SNAPSHOTD_SOURCE_ROOT") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD_GUEST = os.path.join(SOURCE_ROOT, "tests", "guest", "build-guest.sh")
+ZSH_COMPLETE = os.path.join(SOURCE_ROOT, "tests", "lib", "complete.zsh")
 
 
 def in_ci():
@@ -54,6 +56,18 @@ def require(cond, why):
     if in_ci():
         raise AssertionError("required in CI: " + why)
     raise unittest.SkipTest(why)
+
+
+def zsh_complete(line, env):
+    """The candidates zsh's completion offers when Tab is pressed at the end of line, with
+    completion/_snapshotctl in $fpath (complete.zsh types it into an interactive zsh on a
+    pseudo-terminal), in the order offered, each once."""
+    require(shutil.which("zsh") is not None, "zsh is not installed")
+    r = subprocess.run(["zsh", "-f", ZSH_COMPLETE, os.path.join(SOURCE_ROOT, "completion"), line],
+                       capture_output=True, text=True, timeout=60, env=env)
+    if r.returncode != 0:
+        raise AssertionError("complete.zsh %r: exit status %d: %s" % (line, r.returncode, r.stderr))
+    return list(dict.fromkeys(c for c in r.stdout.split("\n") if c))
 
 
 def _hyphenate(kwargs):

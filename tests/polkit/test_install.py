@@ -31,6 +31,7 @@ EXPECTED = {
     "usr/libexec/snapshotd": "the daemon (libexecdir, named by the unit)",
     "usr/bin/snapshotctl": "the client (bindir)",
     "usr/share/bash-completion/completions/snapshotctl": "bash-completion: loaded on demand (completionsdir)",
+    "usr/share/zsh/vendor-completions/_snapshotctl": "zsh: Debian's $fpath for packages' completion functions",
 }
 
 
