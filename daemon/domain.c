@@ -465,12 +465,23 @@ int domain_set_current(Domain *d, Snapshot *s) {
                 if (r < 0)
                         return r;
         }
+        domain_current_moved(d, s);
+        return 0;
+}
 
+void domain_current_moved(Domain *d, Snapshot *s) {
+        Snapshot *old = d->current;
+
+        if (old == s)
+                return;
+        if (old)
+                old->def->current = false;
+        if (s)
+                s->def->current = true;
         d->current = s;
         (void) domain_emit_changed(d, "CurrentSnapshot");
         if (old)
                 (void) sd_bus_emit_properties_changed(d->manager->bus, old->path, SNAPSHOT_IFACE_SNAPSHOT, "IsCurrent", NULL);
         if (s)
                 (void) sd_bus_emit_properties_changed(d->manager->bus, s->path, SNAPSHOT_IFACE_SNAPSHOT, "IsCurrent", NULL);
-        return 0;
 }

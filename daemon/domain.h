@@ -85,6 +85,8 @@ void domain_remove_snapshot(Domain *d, Snapshot *s);
 int domain_list_snapshots(Domain *d, const Snapshot *from, uint64_t flags, bool recurse, Snapshot ***ret, size_t *ret_n);
 /* Moves the current-snapshot mark (s may be NULL) and persists the change of both records. */
 int domain_set_current(Domain *d, Snapshot *s);
+/* The same for a caller that has written both records already: memory and signals only. */
+void domain_current_moved(Domain *d, Snapshot *s);
 
 void domain_set_state(Domain *d, DomainState state);
 void domain_set_has_agent(Domain *d, bool b);

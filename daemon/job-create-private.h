@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The create job's state, shared by job-create.c (the flow, disks, undo) and job-memory.c
- * (the memory image). Nothing outside those two files includes this. */
+/* The create job's state, shared by job-create.c (the flow, disks, undo), job-memory.c (the
+ * memory image), job-sync.c (the new files reach the disk) and job-record.c (the record).
+ * Nothing else includes this. */
 #pragma once
 
 #include <jansson.h>
@@ -14,6 +15,7 @@
 #include "macro.h"
 #include "qmp.h"
 #include "snapshot-rules.h"
+#include "snapshot-store.h"
 #include "worker.h"
 
 #define JOB_NAME "snapshot-create"
@@ -138,6 +140,12 @@ struct CreateJob {
         bool overlay_sync_pending;      /* the new overlays' fdatasync, from job_prepare on */
         int overlay_sync_error;
         Worker *overlay_worker;
+        /* the record, written ahead (job-record.c) */
+        bool record_staged;             /* tried: once per job */
+        StagedRecord *staged_new;       /* this snapshot's record, with the current mark */
+        StagedRecord *staged_old;       /* the old current one's, without */
+        Snapshot *staged_parent;        /* the current snapshot when they were written */
+        bool old_committed;
         bool at_switchover;     /* pre-switchover: guest stopped, final pass not yet written */
         bool migration_done;
         bool waiting_migration_end;
@@ -196,6 +204,10 @@ void job_batch_note_error(CreateJob *j, const char *what, const QmpError *err);
 void job_memory_read_settings(CreateJob *j, batch_end_fn then);
 /* job-sync.c */
 void job_sync_next(CreateJob *j);          /* STEP_SYNC */
+/* job-record.c */
+int job_build_def(CreateJob *j, SnapshotDef **ret);
+void job_record_stage(CreateJob *j);       /* once the record is final, while QEMU works */
+void job_metadata(CreateJob *j);           /* STEP_METADATA */
 int job_overlays_sync_start(CreateJob *j); /* once the overlays are written */
 void job_sync_restored(CreateJob *j);      /* the migration settings are back */
 bool job_memory_restore_begin(CreateJob *j); /* job-memory.c: false when nothing to put back */

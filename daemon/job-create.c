@@ -62,6 +62,8 @@ CreateJob *create_job_free(CreateJob *j) {
                 agent_cancel(j->domain->agent, j->agent_call);
         sd_event_source_disable_unref(j->retry_timer);
         journal_free(j->journal);
+        staged_record_free(j->staged_new);
+        staged_record_free(j->staged_old);
         job_memory_clear(j);
         sd_bus_message_unref(j->request);
         create_request_clear(&j->req);
@@ -83,12 +85,16 @@ void job_finish(CreateJob *j, const char *path) {
         int r;
 
         /* Done or rolled back: nothing is left to recover. Gone before the reply, so a
-         * caller that looks right after sees the state dir as the job left it. */
+         * caller that looks right after sees the state dir as the job left it; made durable
+         * after it (one directory fsync less before the caller hears). */
         if (j->journal) {
-                r = journal_remove(j->journal);
+                r = journal_unlink(j->journal);
                 if (r < 0)
                         log_warning_errno(r, "Domain '%s': cannot remove the job journal: %m", domain_name(d));
         }
+        /* A record staged for a job that failed goes before the reply too (job-record.c). */
+        j->staged_new = staged_record_free(j->staged_new);
+        j->staged_old = staged_record_free(j->staged_old);
 
         if (!j->plan.validate_only)
                 log_job_outcome(domain_name(d), JOB_NAME, j->req.name, j->error.name, j->error.message,
@@ -104,6 +110,8 @@ void job_finish(CreateJob *j, const char *path) {
                 if (r < 0)
                         log_warning_errno(r, "Domain '%s': failed to send the reply of %s: %m", domain_name(d), JOB_NAME);
         }
+        if (j->journal)
+                (void) journal_unlink_sync(j->journal);
         (void) domain_emit_changed(d, "Job");
         create_job_free(j);
         manager_job_ended(d->manager);
@@ -592,8 +600,6 @@ int job_journal_note(CreateJob *j, const char *key, json_t *value) {
 }
 
 
-static int build_def(CreateJob *j, SnapshotDef **ret);
-
 /* Before anything changes, one write: what this job is, every node name it may add and every
  * file it may create (for a rollback), and the record it will write (so that a crash after
  * the disks switched over can finish the snapshot instead of leaving it half done). What is
@@ -605,7 +611,7 @@ static int job_journal_begin(CreateJob *j) {
         json_t *nodes, *files;
         int r;
 
-        r = build_def(j, &def);
+        r = job_build_def(j, &def);
         if (r < 0)
                 return r;
         def->quiesced = j->plan.quiesce;
@@ -867,117 +873,6 @@ static json_t *transaction_actions(CreateJob *j) {
         return actions;
 }
 
-/* ---- metadata ---- */
-
-static int build_def(CreateJob *j, SnapshotDef **ret) {
-        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
-        Domain *d = j->domain;
-
-        def = calloc(1, sizeof(SnapshotDef));
-        if (!def)
-                return -ENOMEM;
-        def->name = strdup(j->req.name);
-        def->description = strdup(j->req.description ?: "");
-        def->parent = d->current ? strdup(snapshot_name(d->current)) : NULL;
-        def->creation_usec = j->creation_usec;
-        /* The domain's state when taken; a disk-only snapshot is its own kind. */
-        def->state = strdup(j->plan.memory == SNAPSHOT_LOCATION_NO ? "disk-snapshot" :
-                            j->was_running ? "running" : "paused");
-        def->memory = j->plan.memory;
-        if (j->memory_file) {
-                def->memory_file = strdup(j->memory_file);
-                if (!def->memory_file)
-                        return -ENOMEM;
-        }
-        def->quiesced = j->quiesced;
-        def->disks = calloc(j->n_disks + 1, sizeof(SnapshotDiskDef));
-        def->domain.name = strdup(domain_name(d));
-        def->domain.memory_kib = j->memory_kib;
-        def->domain.vcpus = j->vcpus;
-        def->domain.disks = calloc(j->n_disks + 1, sizeof(DomainDiskDef));
-        if (!def->name || !def->description || (d->current && !def->parent) || !def->state || !def->disks ||
-            !def->domain.name || !def->domain.disks)
-                return -ENOMEM;
-
-        for (size_t i = 0; i < j->n_disks; i++) {
-                DiskPlan *p = &j->disks[i];
-                SnapshotDiskDef *sd = &def->disks[def->n_disks++];
-                DomainDiskDef *dd = &def->domain.disks[def->domain.n_disks++];
-
-                sd->target = strdup(p->target);
-                sd->location = p->location;
-                if (p->location == SNAPSHOT_LOCATION_EXTERNAL) {
-                        sd->file = strdup(p->overlay);
-                        sd->format = strdup("qcow2");
-                        if (!sd->file || !sd->format)
-                                return -ENOMEM;
-                }
-                dd->target = strdup(p->target);
-                dd->file = strdup(p->base_file);
-                dd->format = strdup(p->base_format);
-                dd->node_name = strdup(p->top_node);
-                if (!sd->target || !dd->target || !dd->file || !dd->format || !dd->node_name)
-                        return -ENOMEM;
-        }
-
-        *ret = TAKE_PTR(def);
-        return 0;
-}
-
-static void job_metadata(CreateJob *j) {
-        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
-        Domain *d = j->domain;
-        Manager *m = d->manager;
-        Snapshot *s = NULL;
-        int r;
-
-        job_progress(j, "metadata", 0, 0);
-
-        if (j->req.flags & SNAPSHOT_CREATE_NO_METADATA) {
-                log_info("Domain '%s': took snapshot '%s' without metadata.", domain_name(d), j->req.name);
-                job_progress(j, "done", 0, 0);
-                return job_finish(j, "/");
-        }
-
-        r = build_def(j, &def);
-        if (r >= 0) {
-                def->current = true;
-                r = snapshot_store_save(m->state_dir, domain_name(d), def);
-        }
-        if (r >= 0)
-                /* Saved with the current mark already: domain_set_current() below only has
-                 * to clear the old one. */
-                r = snapshot_new(&s, d, TAKE_PTR(def));
-        if (r >= 0) {
-                r = domain_add_snapshot(d, s);
-                if (r < 0)
-                        snapshot_free(s);
-        }
-        if (r < 0) {
-                /* The guest already writes to the overlays, so they stay; say exactly that. */
-                (void) snapshot_store_remove(m->state_dir, domain_name(d), j->req.name);
-                (void) sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_FAILED,
-                                         "The disks were snapshotted but the snapshot record could not be written to '%s': %s",
-                                         m->state_dir, strerror(-r));
-                log_error("Domain '%s': %s", domain_name(d), j->error.message);
-                return job_finish(j, NULL);
-        }
-
-        s->parent = d->current;
-        (void) sd_bus_emit_object_added(m->bus, s->path);
-        if (s->parent)
-                (void) sd_bus_emit_properties_changed(m->bus, s->parent->path, SNAPSHOT_IFACE_SNAPSHOT, "Children", NULL);
-        r = domain_set_current(d, s);
-        if (r < 0)
-                log_warning_errno(r, "Domain '%s': cannot record '%s' as the current snapshot: %m", domain_name(d), snapshot_name(s));
-        (void) manager_send_snapshot_created(m, d->path, s->path);
-
-        log_info("Domain '%s': snapshot '%s' created (%zu disk(s)%s).", domain_name(d), snapshot_name(s),
-                 j->n_disks, j->quiesced ? ", quiesced" : "");
-        job_progress(j, "done", 0, 0);
-        job_finish(j, s->path);
-}
-
 /* ---- the forward path ---- */
 
 static const char *const step_failpoints[] = {
@@ -1065,8 +960,16 @@ void job_next(CreateJob *j) {
                 if (!any_external_disk(j))
                         return on_snapshot(j, NULL, NULL);
                 job_progress(j, "disks", 0, j->n_disks);
-                if (j->plan.use_transaction)
-                        return job_qmp(j, "transaction", json_pack("{s:o}", "actions", transaction_actions(j)), on_snapshot);
+                if (j->plan.use_transaction) {
+                        job_qmp(j, "transaction", json_pack("{s:o}", "actions", transaction_actions(j)), on_snapshot);
+                        /* A disk-only record is final now: written while QEMU switches the
+                         * disks. (A memory save's waits for its image's sync, job-sync.c.) */
+                        if (j->plan.memory == SNAPSHOT_LOCATION_NO) {
+                                qmp_flush(j->domain->qmp);
+                                job_record_stage(j);
+                        }
+                        return;
+                }
                 /* Without a transaction QEMU snapshots no disks here: refused by validation. */
                 return job_fail(j, SNAPSHOT_ERROR_OPERATION_UNSUPPORTED,
                                 "This QEMU lacks 'transaction' with 'blockdev-snapshot'");

@@ -153,6 +153,8 @@ void job_sync_next(CreateJob *j) {
                 }
         }
         (void) job_memory_restore_begin(j);
+        /* A checkpoint's record is final now: written while the image syncs. */
+        job_record_stage(j);
         sync_and_restore_done(j);
 }
 

@@ -95,6 +95,18 @@ int journal_remove(Journal *jn) {
         return r == -ENOENT ? 0 : r;
 }
 
+int journal_unlink(Journal *jn) {
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/%s", jn->dir, jn->filename) < 0)
+                return -ENOMEM;
+        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+int journal_unlink_sync(Journal *jn) {
+        return fsync_dir(jn->dir);
+}
+
 int journal_load(const char *state_dir, const char *domain, json_t **ret) {
         _cleanup_free_ char *dir = NULL, *file = NULL, *data = NULL;
         _cleanup_close_ int dirfd = -1;

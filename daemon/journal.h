@@ -25,6 +25,11 @@ int journal_sync(Journal *jn);
 int journal_set(Journal *jn, const char *key, json_t *value);
 /* The job ended (done or rolled back): the journal goes. */
 int journal_remove(Journal *jn);
+/* The same in two halves: gone from the directory at once, durable after journal_unlink_sync().
+ * For a job that replies in between: a journal that comes back after a crash there only
+ * has recovery redo what is already done. */
+int journal_unlink(Journal *jn);
+int journal_unlink_sync(Journal *jn);
 
 /* A leftover journal of a domain: -ENOENT when there is none. */
 int journal_load(const char *state_dir, const char *domain, json_t **ret);

@@ -575,6 +575,14 @@ int json_stream_send_raw(JsonStream *s, const void *data, size_t size, int fd) {
         return stream_enqueue(s, copy, size, fd);
 }
 
+void json_stream_flush(JsonStream *s) {
+        if (!s || s->state != STREAM_CONNECTED || !s->out_head)
+                return;
+        /* A failed write stays queued: the loop's EPOLLOUT tries again and reports it. */
+        (void) stream_write(s);
+        (void) stream_update_events(s);
+}
+
 size_t json_stream_get_queued(JsonStream *s) {
         return s ? s->out_queued : 0;
 }

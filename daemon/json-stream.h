@@ -63,5 +63,8 @@ int json_stream_send(JsonStream *s, json_t *message, int fd);
 int json_stream_send_raw(JsonStream *s, const void *data, size_t size, int fd);
 /* Bytes queued and not yet written. */
 size_t json_stream_get_queued(JsonStream *s);
+/* Writes what is queued now rather than on the loop's next turn, for a caller about to be
+ * busy for a while. Errors and short writes are left to the loop, which reports them. */
+void json_stream_flush(JsonStream *s);
 
 void json_stream_set_input_max(JsonStream *s, size_t max);

@@ -38,4 +38,5 @@ void log_job_outcome(const char *domain, const char *job, const char *snapshot, 
 /* Logs with %m meaning strerror(-error) and returns error (< 0). */
 #define log_error_errno(error, ...)   log_internal(3, (error), __VA_ARGS__)
 #define log_warning_errno(error, ...) log_internal(4, (error), __VA_ARGS__)
+#define log_debug_errno(error, ...)   log_internal(7, (error), __VA_ARGS__)
 #define log_oom() log_internal(3, -ENOMEM, "Out of memory.")

@@ -629,6 +629,11 @@ int qmp_call(Qmp *q, const char *command, json_t *args, int fd, uint64_t timeout
         return qmp_send(q, command, args, fd, timeout_usec, cb, userdata, ret_id);
 }
 
+void qmp_flush(Qmp *q) {
+        if (q)
+                json_stream_flush(q->stream);
+}
+
 void qmp_cancel(Qmp *q, uint64_t id) {
         QmpCall *c;
 

@@ -54,6 +54,8 @@ int qmp_call(Qmp *q, const char *command, json_t *args, int fd, uint64_t timeout
              qmp_reply_fn cb, void *userdata, uint64_t *ret_id);
 /* Forget a pending call: its callback is not called. The reply, if it comes, is dropped. */
 void qmp_cancel(Qmp *q, uint64_t id);
+/* The queued commands go out now (json_stream_flush()). */
+void qmp_flush(Qmp *q);
 
 /* Probed after connecting with query-commands and query-qmp-schema. */
 bool qmp_has_command(Qmp *q, const char *command);

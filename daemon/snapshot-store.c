@@ -638,6 +638,69 @@ int snapshot_store_remove(const char *state_dir, const char *domain, const char 
         return xml_file_remove(dir, filename);
 }
 
+struct StagedRecord {
+        char *dir;
+        char *tmp;              /* NULL once committed */
+        char *final;
+};
+
+int snapshot_store_stage(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret) {
+        _cleanup_(staged_record_freep) StagedRecord *st = NULL;
+        _cleanup_free_ char *filename = NULL, *xml = NULL;
+        int r;
+
+        if (!def || !ret)
+                return -EINVAL;
+        st = calloc(1, sizeof(StagedRecord));
+        if (!st)
+                return -ENOMEM;
+        r = store_dir(state_dir, domain, &st->dir);
+        if (r < 0)
+                return r;
+        r = store_filename(def->name, &filename);
+        if (r < 0)
+                return r;
+        if (asprintf(&st->final, "%s/%s", st->dir, filename) < 0)
+                return -ENOMEM;
+        r = snapshot_xml_format(def, &xml);
+        if (r < 0)
+                return r;
+        r = mkdir_p(st->dir, 0700);
+        if (r < 0)
+                return r;
+        r = xml_file_write_temp(st->dir, xml, strlen(xml), &st->tmp);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(st);
+        return 0;
+}
+
+int staged_record_commit(StagedRecord *r) {
+        if (!r || !r->tmp)
+                return -EINVAL;
+        if (rename(r->tmp, r->final) < 0)
+                return -errno;
+        free(r->tmp);
+        r->tmp = NULL;
+        return 0;
+}
+
+int staged_record_sync(const StagedRecord *r) {
+        return r ? fsync_dir(r->dir) : -EINVAL;
+}
+
+StagedRecord *staged_record_free(StagedRecord *r) {
+        if (!r)
+                return NULL;
+        if (r->tmp)
+                (void) unlink(r->tmp);
+        free(r->tmp);
+        free(r->final);
+        free(r->dir);
+        free(r);
+        return NULL;
+}
+
 static void snapshot_def_array_free(SnapshotDef **a, size_t n) {
         if (!a)
                 return;
@@ -721,9 +784,13 @@ static int list_records(DIR *d, char ***ret, size_t *ret_n) {
         while ((errno = 0, de = readdir(d))) {
                 size_t len;
 
-                /* Hidden files include our own ".tmp-XXXXXX" leftovers of a crash. */
-                if (de->d_name[0] == '.')
+                /* Our own ".tmp-XXXXXX" files are leftovers of a crash (no job runs on a
+                 * domain being loaded): gone. Other hidden files are not ours. */
+                if (de->d_name[0] == '.') {
+                        if (strncmp(de->d_name, ".tmp-", 5) == 0)
+                                (void) unlinkat(dirfd(d), de->d_name, 0);
                         continue;
+                }
                 len = strlen(de->d_name);
                 if (len <= 4 || !streq(de->d_name + len - 4, ".xml"))
                         continue;

@@ -25,6 +25,21 @@ int domain_def_format_xml(const DomainDef *def, char **ret);
 
 int snapshot_store_save(const char *state_dir, const char *domain, const SnapshotDef *def);
 int snapshot_store_remove(const char *state_dir, const char *domain, const char *name);
+
+/* A record written and synced under a temporary name while the caller waits for something
+ * else (QEMU's transaction, the memory image's fsync), put in place later. Freeing one that
+ * was not committed removes its file; a crash leaves a ".tmp-" file, which the next load
+ * removes. */
+typedef struct StagedRecord StagedRecord;
+int snapshot_store_stage(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret);
+/* Renames it in: visible at once, durable after staged_record_sync() (one directory fsync
+ * for every record committed in that domain's directory before it). */
+int staged_record_commit(StagedRecord *r);
+int staged_record_sync(const StagedRecord *r);
+StagedRecord *staged_record_free(StagedRecord *r);
+static inline void staged_record_freep(StagedRecord **r) {
+        staged_record_free(*r);
+}
 /* Loads every snapshot of a domain; files that fail to parse are skipped and counted in
  * *ret_n_bad (so the caller can log). Order is unspecified. The definitions are packed
  * (snapshot_def_pack()). */

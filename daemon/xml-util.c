@@ -512,7 +512,7 @@ int xml_writer_finish(XmlWriter *w, char **ret) {
         return 0;
 }
 
-static int fsync_dir(const char *dir) {
+int fsync_dir(const char *dir) {
         _cleanup_close_ int fd = -1;
 
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -523,16 +523,14 @@ static int fsync_dir(const char *dir) {
         return 0;
 }
 
-int xml_file_write_atomic(const char *dir, const char *filename, const char *data, size_t size) {
-        _cleanup_free_ char *tmp = NULL, *final = NULL;
+int xml_file_write_temp(const char *dir, const char *data, size_t size, char **ret_tmp) {
+        _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -1;
         int r;
 
-        if (isempty(dir) || isempty(filename) || strchr(filename, '/') || !data)
+        if (isempty(dir) || !data || !ret_tmp)
                 return -EINVAL;
         if (asprintf(&tmp, "%s/.tmp-XXXXXX", dir) < 0)
-                return -ENOMEM;
-        if (asprintf(&final, "%s/%s", dir, filename) < 0)
                 return -ENOMEM;
 
         /* mkostemp: O_CREAT|O_EXCL, mode 0600. */
@@ -558,16 +556,32 @@ int xml_file_write_atomic(const char *dir, const char *filename, const char *dat
                 r = -errno;
                 goto fail;
         }
-        if (rename(tmp, final) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        /* The rename is only durable once the directory is. */
-        return fsync_dir(dir);
+        *ret_tmp = TAKE_PTR(tmp);
+        return 0;
 
 fail:
         (void) unlink(tmp);
         return r;
+}
+
+int xml_file_write_atomic(const char *dir, const char *filename, const char *data, size_t size) {
+        _cleanup_free_ char *tmp = NULL, *final = NULL;
+        int r;
+
+        if (isempty(dir) || isempty(filename) || strchr(filename, '/') || !data)
+                return -EINVAL;
+        if (asprintf(&final, "%s/%s", dir, filename) < 0)
+                return -ENOMEM;
+        r = xml_file_write_temp(dir, data, size, &tmp);
+        if (r < 0)
+                return r;
+        if (rename(tmp, final) < 0) {
+                r = -errno;
+                (void) unlink(tmp);
+                return r;
+        }
+        /* The rename is only durable once the directory is. */
+        return fsync_dir(dir);
 }
 
 int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size) {

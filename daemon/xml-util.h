@@ -91,6 +91,11 @@ int xml_writer_finish(XmlWriter *w, char **ret);
  * dir (named ".tmp-XXXXXX", so directory loaders skip it), write, fsync, rename, fsync dir.
  * dir must exist. */
 int xml_file_write_atomic(const char *dir, const char *filename, const char *data, size_t size);
+/* The first half of that: the data in a new ".tmp-XXXXXX" file in dir, written and fsynced;
+ * *ret_tmp is its path, for the caller to rename (then fsync_dir()) or unlink. */
+int xml_file_write_temp(const char *dir, const char *data, size_t size, char **ret_tmp);
+/* fsync of a directory, which makes the renames and unlinks in it durable. */
+int fsync_dir(const char *dir);
 /* Reads a regular file (not following a symlink in the last component) relative to dirfd
  * (AT_FDCWD allowed). -EFBIG when it holds more than max_size bytes. The buffer is
  * NUL-terminated; *ret_size excludes the NUL. */

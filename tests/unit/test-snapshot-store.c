@@ -2,6 +2,7 @@
 /* Snapshot XML: round trip, libvirt input, refusal of hostile documents, libvirt schema
  * validation, and the on-disk store. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -672,6 +673,18 @@ static void test_store_many(void) {
         free_list(list, n);
 }
 
+static size_t count_tmp(const char *dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        size_t n = 0;
+
+        while (d && (de = readdir(d)))
+                n += strncmp(de->d_name, ".tmp-", 5) == 0;
+        if (d)
+                closedir(d);
+        return n;
+}
+
 static void test_store(void) {
         char state[4096], dir[8192], path[16384];
         SnapshotDef **list = NULL;
@@ -727,6 +740,11 @@ static void test_store(void) {
                 CHECK(d && snapshot_def_equal(d, &defs[i]), "loaded %s differs", defs[i].name);
         }
         free_list(list, n);
+        /* A crash's temporary file went with the load; other hidden files are not ours. */
+        (void) snprintf(path, sizeof(path), "%s/.tmp-abcdef", dir);
+        CHECK(access(path, F_OK) < 0 && errno == ENOENT, "load left %s", path);
+        (void) snprintf(path, sizeof(path), "%s/.hidden.xml", dir);
+        CHECK(access(path, F_OK) == 0, "load removed %s", path);
 
         r = snapshot_store_remove(state, "vm1", "s3");
         CHECK(r == 0, "remove: %d", r);
@@ -763,14 +781,45 @@ static void test_store(void) {
         }
 
         /* No temporary file left behind. */
-        {
-                char cmd[8400];
-                (void) snprintf(cmd, sizeof(cmd), "ls -A '%s' | grep -q '^\\.tmp-' && exit 1; exit 0", dir);
-                /* .tmp-abcdef is ours from above: remove it first. */
-                (void) snprintf(path, sizeof(path), "%s/.tmp-abcdef", dir);
-                (void) unlink(path);
-                CHECK(system(cmd) == 0, "temporary files left in %s", dir);
-        }
+        CHECK(count_tmp(dir) == 0, "temporary files left in %s", dir);
+}
+
+/* Staged records: invisible to the loader until committed, gone if dropped. */
+static void test_staged(void) {
+        char state[4096], dir[8192];
+        StagedRecord *a = NULL, *b = NULL;
+        SnapshotDef **list = NULL;
+        size_t n = 0;
+        int r;
+
+        (void) snprintf(state, sizeof(state), "%s/staged", tmpdir);
+        (void) snprintf(dir, sizeof(dir), "%s/snapshots/vm1", state);
+
+        r = snapshot_store_stage(state, "vm1", &defs[0], &a);
+        CHECK(r == 0 && a, "stage: %d", r);
+        r = snapshot_store_stage(state, "vm1", &defs[1], &b);
+        CHECK(r == 0 && b, "stage: %d", r);
+        CHECK(count_tmp(dir) == 2, "two temporary files");
+        r = snapshot_store_load(state, "vm1", &list, &n, NULL);
+        free_list(list, n);
+        /* (the load, as after a crash, removed them: stage again) */
+        CHECK(r == 0 && n == 0 && count_tmp(dir) == 0, "staged records loaded: %d %zu", r, n);
+        a = staged_record_free(a);
+        b = staged_record_free(b);
+
+        CHECK(snapshot_store_stage(state, "vm1", &defs[0], &a) == 0, "stage again");
+        CHECK(snapshot_store_stage(state, "vm1", &defs[1], &b) == 0, "stage again");
+        CHECK(staged_record_commit(a) == 0, "commit");
+        CHECK(staged_record_commit(a) == -EINVAL, "commit twice");
+        CHECK(staged_record_sync(a) == 0, "sync");
+        a = staged_record_free(a);
+        b = staged_record_free(b);      /* dropped: its file goes */
+        CHECK(count_tmp(dir) == 0, "a dropped record left its file");
+        r = snapshot_store_load(state, "vm1", &list, &n, NULL);
+        CHECK(r == 0 && n == 1 && snapshot_def_equal(list[0], &defs[0]), "after commit: %d %zu", r, n);
+        free_list(list, n);
+
+        CHECK(snapshot_store_stage(state, "../x", &defs[0], &a) == -EINVAL && !a, "bad domain staged");
 }
 
 int main(void) {
@@ -791,6 +840,7 @@ int main(void) {
         test_libvirt_sample();
         test_refusals();
         test_store();
+        test_staged();
         test_store_many();
 
         (void) nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
