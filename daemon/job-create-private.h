@@ -76,9 +76,15 @@ typedef enum Step {
 typedef void (*batch_reply_fn)(CreateJob *j, size_t tag, json_t *reply, const QmpError *err);
 typedef void (*batch_end_fn)(CreateJob *j);
 
+typedef struct BatchCall {
+        CreateJob *job;
+        size_t index;
+} BatchCall;
+
 typedef struct Batch {
         uint64_t *ids;          /* in flight, for cancelling */
         size_t *tags;
+        BatchCall *calls;       /* each reply's own slot: not trusted to come in order */
         size_t n, sent, done;
         int send_error;         /* a call could not even be sent: none after it were */
         batch_reply_fn fn;
@@ -140,6 +146,8 @@ struct CreateJob {
         bool overlay_sync_pending;      /* the new overlays' fdatasync, from job_prepare on */
         int overlay_sync_error;
         Worker *overlay_worker;
+        bool adds_late;                 /* a live save: blockdev-adds once migrate is running */
+        bool adds_pending;              /* ... and not all answered yet */
         /* the record, written ahead (job-record.c) */
         bool record_staged;             /* tried: once per job */
         StagedRecord *staged_new;       /* this snapshot's record, with the current mark */
@@ -198,6 +206,8 @@ int job_batch_begin(CreateJob *j, size_t n, batch_reply_fn fn, batch_end_fn end)
 void job_batch_call(CreateJob *j, const char *command, json_t *args, size_t tag);
 void job_batch_send(CreateJob *j);
 void job_batch_note_error(CreateJob *j, const char *what, const QmpError *err);
+int job_adds_send(CreateJob *j, batch_end_fn end);      /* the overlays' blockdev-adds */
+int job_adds_failed(CreateJob *j);                      /* fails the job (< 0) if they did */
 
 /* Reads QEMU's migration capabilities and parameters that a save changes (saved_caps,
  * saved_params), then runs then (or fails the job). */

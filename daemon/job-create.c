@@ -193,30 +193,51 @@ void job_qmp_fd(CreateJob *j, const char *command, json_t *args, int fd, job_rep
  * wait on each other's replies go out together and cost one round trip instead of one each
  * (the overlays' blockdev-adds, the disk cache's qom-gets). */
 
+/* The undo path's steps (job_undo_next). */
+enum {
+        UNDO_MEMORY,
+        UNDO_THAW,
+        UNDO_RESUME,
+        UNDO_NODES,
+        UNDO_FILES,
+        UNDO_REPLY,
+};
+
 static void batch_clear(CreateJob *j) {
-        for (size_t i = j->batch.done; i < j->batch.sent; i++)
+        for (size_t i = 0; i < j->batch.sent; i++)
                 if (j->batch.ids[i])
                         qmp_cancel(j->domain->qmp, j->batch.ids[i]);
         free(j->batch.ids);
         free(j->batch.tags);
+        free(j->batch.calls);
         j->batch = (Batch) {};
 }
 
 static void on_batch_reply(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
-        CreateJob *j = userdata;
-        size_t i = j->batch.done++;
+        BatchCall *c = userdata;
+        CreateJob *j = c->job;
+        size_t i = c->index;
 
+        j->batch.done++;
         j->batch.ids[i] = 0;
         j->batch.fn(j, j->batch.tags[i], reply, err);
-        if (j->batch.done == j->batch.sent)
-                j->batch.end(j);
+        if (j->batch.done < j->batch.sent)
+                return;
+        if (j->undoing) {
+                /* The undo waited for these answers (UNDO_NODES). */
+                if (j->undo_step == UNDO_NODES)
+                        job_undo_next(j);
+                return;
+        }
+        j->batch.end(j);
 }
 
 int job_batch_begin(CreateJob *j, size_t n, batch_reply_fn fn, batch_end_fn end) {
         batch_clear(j);
         j->batch.ids = calloc(n + 1, sizeof(uint64_t));
         j->batch.tags = calloc(n + 1, sizeof(size_t));
-        if (!j->batch.ids || !j->batch.tags)
+        j->batch.calls = calloc(n + 1, sizeof(BatchCall));
+        if (!j->batch.ids || !j->batch.tags || !j->batch.calls)
                 return -ENOMEM;
         j->batch.n = n;
         j->batch.fn = fn;
@@ -234,7 +255,8 @@ void job_batch_call(CreateJob *j, const char *command, json_t *args, size_t tag)
                 return;
         }
         j->batch.tags[i] = tag;
-        r = qmp_call(j->domain->qmp, command, args, -1, 0, on_batch_reply, j, &j->batch.ids[i]);
+        j->batch.calls[i] = (BatchCall) { .job = j, .index = i };
+        r = qmp_call(j->domain->qmp, command, args, -1, 0, on_batch_reply, &j->batch.calls[i], &j->batch.ids[i]);
         if (r < 0)
                 j->batch.send_error = r;
         else
@@ -701,23 +723,62 @@ static void on_add_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError
                 p->file_node_added = true;
 }
 
+/* Every overlay is opened by QEMU: a file node and a qcow2 node each, the blockdev-adds of
+ * every disk sent together; end runs when all have answered. */
+int job_adds_send(CreateJob *j, batch_end_fn end) {
+        if (job_batch_begin(j, 2 * j->n_disks, on_add_reply, end) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < j->n_disks; i++) {
+                DiskPlan *p = &j->disks[i];
+
+                if (p->location != SNAPSHOT_LOCATION_EXTERNAL)
+                        continue;
+                job_batch_call(j, "blockdev-add",
+                               json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name", p->file_node,
+                                         "filename", p->overlay), 2 * i);
+                job_batch_call(j, "blockdev-add",
+                               json_pack("{s:s, s:s, s:s, s:n}", "driver", "qcow2", "node-name", p->fmt_node,
+                                         "file", p->file_node, "backing"), 2 * i + 1);
+        }
+        job_batch_send(j);
+        return 0;
+}
+
+/* A batch's failure as the job's error, or 0. */
+int job_adds_failed(CreateJob *j) {
+        if (j->batch.send_error < 0) {
+                job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot open the overlays (blockdev-add): %s",
+                         strerror(-j->batch.send_error));
+                return -EIO;
+        }
+        if (j->batch_error) {
+                job_fail(j, SNAPSHOT_ERROR_FAILED, "%s", j->batch_error);
+                return -EIO;
+        }
+        return 0;
+}
+
 static void on_add_end(CreateJob *j) {
-        if (j->batch.send_error < 0)
-                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot open the overlays (blockdev-add): %s",
-                                strerror(-j->batch.send_error));
-        if (j->batch_error)
-                return job_fail(j, SNAPSHOT_ERROR_FAILED, "%s", j->batch_error);
+        if (job_adds_failed(j) < 0)
+                return;
         j->step = STEP_FREEZE;
         job_next(j);
 }
 
-/* Every overlay is made and formatted here (qcow2-overlay.c), then QEMU opens them all: a
- * file node and a qcow2 node each, the blockdev-adds of every disk sent together. */
+/* Only needed at pre-switchover: a live save opens its overlays while QEMU copies RAM
+ * (job-memory.c), where the guest does not wait on them. A paused save opens them before
+ * the pause, like a disk-only snapshot before the freeze. */
+static bool any_external_disk(CreateJob *j);
+
+static bool adds_after_migrate(CreateJob *j) {
+        return j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL && (j->req.flags & SNAPSHOT_CREATE_LIVE) &&
+               !(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT);
+}
+
+/* Every overlay is made and formatted here (qcow2-overlay.c), then opened by QEMU. */
 static void job_prepare(CreateJob *j) {
         int fd, r;
 
-        if (job_batch_begin(j, 2 * j->n_disks, on_add_reply, on_add_end) < 0)
-                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         for (size_t i = 0; i < j->n_disks; i++) {
                 DiskPlan *p = &j->disks[i];
 
@@ -738,19 +799,13 @@ static void job_prepare(CreateJob *j) {
         /* Their fdatasync runs while QEMU opens them and the disks switch (STEP_SYNC waits). */
         if (job_overlays_sync_start(j) < 0)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
-        for (size_t i = 0; i < j->n_disks; i++) {
-                DiskPlan *p = &j->disks[i];
-
-                if (p->location != SNAPSHOT_LOCATION_EXTERNAL)
-                        continue;
-                job_batch_call(j, "blockdev-add",
-                               json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name", p->file_node,
-                                         "filename", p->overlay), 2 * i);
-                job_batch_call(j, "blockdev-add",
-                               json_pack("{s:s, s:s, s:s, s:n}", "driver", "qcow2", "node-name", p->fmt_node,
-                                         "file", p->file_node, "backing"), 2 * i + 1);
+        if (any_external_disk(j) && adds_after_migrate(j)) {
+                j->adds_late = true;
+                j->step = STEP_FREEZE;
+                return job_next(j);
         }
-        job_batch_send(j);
+        if (job_adds_send(j, on_add_end) < 0)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
 }
 
 void create_job_on_event(CreateJob *j, const char *event, json_t *data) {
@@ -1005,15 +1060,6 @@ void job_next(CreateJob *j) {
 
 /* ---- the undo path: every step runs, whatever the last one did ---- */
 
-enum {
-        UNDO_MEMORY,
-        UNDO_THAW,
-        UNDO_RESUME,
-        UNDO_NODES,
-        UNDO_FILES,
-        UNDO_REPLY,
-};
-
 static void on_undo_reply(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err && err->error != -ECONNRESET && err->error != -ENOTCONN)
                 log_warning("Domain '%s': undoing snapshot '%s': %s", domain_name(j->domain), j->req.name,
@@ -1059,6 +1105,10 @@ void job_undo_next(CreateJob *j) {
                                 j->undo_step++;
                                 continue;
                         }
+                        /* blockdev-adds still in flight (a live save's): on_batch_reply
+                         * comes back here once they have all answered. */
+                        if (j->batch.done < j->batch.sent)
+                                return;
                         for (size_t i = j->n_disks; i > 0; i--) {
                                 DiskPlan *p = &j->disks[i - 1];
 

@@ -200,7 +200,7 @@ static void memory_check_events(CreateJob *j) {
         if (j->abort_requested && j->step == STEP_MEMORY)
                 return;
 
-        if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && j->ev_switchover) {
+        if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && j->ev_switchover && !j->adds_pending) {
                 j->ev_switchover = false;
                 j->at_switchover = true;
                 (void) sd_event_source_set_enabled(j->progress_timer, SD_EVENT_OFF);
@@ -329,6 +329,15 @@ static void on_early_end_query(Qmp *q, json_t *reply, const QmpError *err, void 
         }
 }
 
+/* A live save's overlays, opened while QEMU copies RAM: the disks switch once both this and
+ * pre-switchover are in. */
+static void on_late_adds_end(CreateJob *j) {
+        j->adds_pending = false;
+        if (job_adds_failed(j) < 0)
+                return;
+        memory_check_events(j);
+}
+
 static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         uint64_t live_timeout;
 
@@ -344,6 +353,14 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         j->migration_started = true;
         j->fd_added = false;
         j->memory_step = MEMORY_WAIT;
+        if (j->adds_late && !j->abort_requested) {
+                j->adds_late = false;
+                j->adds_pending = true;
+                if (job_adds_send(j, on_late_adds_end) < 0) {
+                        j->adds_pending = false;
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+                }
+        }
         /* AbortJob came while migrate was in flight: cancel now that there is a save. */
         if (j->abort_requested) {
                 cancel_save(j);

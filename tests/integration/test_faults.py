@@ -14,7 +14,9 @@
 #    `migrate-continue state=cancelling` (the wake-up that frees the stuck thread), which
 #    it hands to QEMU as the cancel QEMU never got. The abort must end promptly with the
 #    guest running and nothing left behind; and when snapshotd is killed while the save is
-#    stuck, the restarted one's recovery must free it the same way.
+#    stuck, the restarted one's recovery must free it the same way;
+#  - QEMU refuses to open an overlay while a live save copies RAM (a live save opens its
+#    overlays only then): the save is cancelled, the nodes, files and settings go back.
 
 import errno
 import json
@@ -345,6 +347,46 @@ class FaultsTest(unittest.TestCase):
         wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "Job") == "", 30, "no job")
         p = self.create("after-lost-kill", {"disk-only": v("b", True)})
         self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+
+    def test_05_overlay_open_fails_while_ram_copies(self):
+        """A live save opens its overlays once migrate runs (they are needed only at
+        switchover); when QEMU refuses one there, the save is cancelled and rolled back."""
+        meta, files = self.meta(), sorted(os.listdir(self.images))
+        nodes = sorted(n["node-name"] for n in self.guest.qmp("query-named-block-nodes"))
+        sent = []
+
+        def refuse_second_qcow2(to_qemu, msg):
+            if to_qemu and msg.get("execute"):
+                sent.append(msg["execute"])
+                args = msg.get("arguments", {})
+                if msg["execute"] == "blockdev-add" and args.get("driver") == "qcow2" and \
+                        sent.count("blockdev-add") == 4:
+                    return [(False, {"error": {"class": "GenericError", "desc": "injected: cannot open"},
+                                     "id": msg.get("id")})]
+            return [(to_qemu, msg)]
+
+        self.proxy.filter = refuse_second_qcow2
+        try:
+            with self.assertRaises(BusError) as cm:
+                self.create("open-fails", {"live": v("b", True), "memory": v("s", "external")})
+        finally:
+            self.proxy.filter = None
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed", cm.exception.message)
+        self.assertIn("blockdev-add", cm.exception.message)
+        self.assertIn("injected: cannot open", cm.exception.message)
+        # the overlays were opened while the save ran, not before it
+        self.assertLess(sent.index("migrate"), sent.index("blockdev-add"), sent)
+        wait_until(lambda: self.guest.status() == "running", 10, "guest running")
+        self.assertIn(self.guest.qmp("query-migrate").get("status"), ("cancelled", "failed"))
+        caps = {c["capability"]: c["state"] for c in self.guest.qmp("query-migrate-capabilities")}
+        self.assertFalse(caps["pause-before-switchover"])
+        self.assertEqual(sorted(n["node-name"] for n in self.guest.qmp("query-named-block-nodes")), nodes)
+        self.assertEqual(sorted(os.listdir(self.images)), files)
+        self.assertEqual(self.meta(), meta)
+        self.assertFalse(self.journal())
+        p = self.create("after-open-fails", {"live": v("b", True), "memory": v("s", "external")})
+        self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+        self.assertEqual(self.guest.status(), "running")
 
 
 if __name__ == "__main__":
