@@ -7,7 +7,9 @@
  *     file, blockdev-add qcow2) → freeze → pause → transaction → thaw → resume/halt → sync
  *     (the new files reach the disk) → metadata → reply.
  * Overlays are prepared before the freeze and the pause so that the guest is frozen or paused
- * only for the transaction itself.
+ * only for the transaction itself. A live memory save writes them there too but has QEMU open
+ * them (blockdev-add) only once migrate runs, while RAM is copied: they are needed at
+ * pre-switchover, and the call is shorter by QEMU's time to open them (job-memory.c).
  *
  * Any failure before the transaction committed switches to the undo path, which runs every
  * undo step whether or not the previous one worked: thaw, resume, blockdev-del the nodes we
