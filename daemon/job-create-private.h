@@ -17,6 +17,7 @@
 #include "snapshot-rules.h"
 #include "snapshot-store.h"
 #include "worker.h"
+#include "writeback.h"
 
 #define JOB_NAME "snapshot-create"
 #define AGENT_FREEZE_TIMEOUT_USEC (30 * USEC_PER_SEC)
@@ -171,6 +172,7 @@ struct CreateJob {
         bool nudged;
         uint64_t progress_call;
         Worker *worker;
+        Writeback *writeback;   /* the image's early writeback while QEMU writes it */
         uint64_t stop_usec, resume_usec;  /* from QEMU's STOP/RESUME events */
         bool internal_saved;    /* snapshot-save done: undo with snapshot-delete */
         bool internal_running;

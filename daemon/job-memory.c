@@ -203,6 +203,8 @@ static void memory_check_events(CreateJob *j) {
         if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && j->ev_switchover && !j->adds_pending) {
                 j->ev_switchover = false;
                 j->at_switchover = true;
+                writeback_stop(j->writeback);
+                j->writeback = NULL;
                 (void) sd_event_source_set_enabled(j->progress_timer, SD_EVENT_OFF);
                 (void) sd_event_source_set_enabled(j->live_timer, SD_EVENT_OFF);
                 if (job_is_live(j) && !j->escalated)
@@ -353,6 +355,12 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         j->migration_started = true;
         j->fd_added = false;
         j->memory_step = MEMORY_WAIT;
+        /* The fsync after the save then finds most of the image written (writeback.h). Only
+         * while the guest runs: it slows QEMU's writing, which a paused guest (a paused save,
+         * the final pass of a live one) would wait out. */
+        if (job_is_live(j) && j->memory_fd >= 0 &&
+            writeback_start(&j->writeback, j->domain->manager->event, j->memory_fd) < 0)
+                j->writeback = NULL;
         if (j->adds_late && !j->abort_requested) {
                 j->adds_late = false;
                 j->adds_pending = true;
@@ -798,6 +806,8 @@ void job_memory_clear(CreateJob *j) {
                 qmp_cancel(j->domain->qmp, j->nudge_call);
         worker_detach(j->worker);
         worker_detach(j->overlay_worker);
+        writeback_stop(j->writeback);
+        j->writeback = NULL;
         sd_event_source_disable_unref(j->progress_timer);
         sd_event_source_disable_unref(j->live_timer);
         sd_event_source_disable_unref(j->end_timer);

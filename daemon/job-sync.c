@@ -133,6 +133,9 @@ void job_sync_next(CreateJob *j) {
         SyncWork *w;
         int r;
 
+        /* QEMU has written the whole image: the fsync takes it from here. */
+        writeback_stop(j->writeback);
+        j->writeback = NULL;
         if (j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL && j->memory_fd >= 0) {
                 w = sync_work_new();
                 if (!w)
