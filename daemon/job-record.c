@@ -2,10 +2,10 @@
 /* The create job's record: the definition it writes (also journalled before anything
  * changes), and the write itself.
  *
- * The record is final once QEMU has been told to switch the disks (disk-only) or the memory
- * image is complete (a checkpoint), so it is written then, under a temporary name and
- * synced, together with the old current snapshot's record without its mark, while QEMU
- * works or the image syncs. What is left for job_metadata(), between QEMU's answer and the
+ * A disk-only record is final once QEMU has been told to switch the disks, so it is written
+ * then, under a temporary name and synced, together with the old current snapshot's record
+ * without its mark, while QEMU works. (A checkpoint's is written after its image's sync:
+ * see job-sync.c.) What is left for job_metadata(), between QEMU's answer and the
  * reply, is two renames and one directory fsync. If anything the records depend on moved
  * meanwhile (the current snapshot), or staging failed, job_metadata() writes them the slow
  * way; a job that fails drops them (create_job_free). */

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #define WRITEBACK_INTERVAL_NSEC (10 * 1000 * 1000L)
 #define WRITEBACK_BEHIND (8 << 20)
 #define WRITEBACK_ALIGN (1 << 20)
+#define WRITEBACK_NICE 10
 
 struct Writeback {
         int fd;
@@ -30,6 +32,10 @@ static int writeback_loop(void *arg) {
         const struct timespec interval = { .tv_nsec = WRITEBACK_INTERVAL_NSEC };
 
         off_t done = 0;
+
+        /* Submitting the writeback costs CPU in this thread; on a small machine the loop
+         * thread's answers to other callers come first. */
+        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), WRITEBACK_NICE);
 
         while (!atomic_load(&wb->stop)) {
                 struct stat st;
