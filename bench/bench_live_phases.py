@@ -17,11 +17,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
 import snaptest  # noqa: E402
+from bench_memory import event_time  # noqa: E402
 from snaptest import DOMAIN_IFACE, SNAPSHOT_IFACE  # noqa: E402
-
-
-def event_time(e):
-    return e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
 
 
 def main():

@@ -150,7 +150,6 @@ struct CreateJob {
         bool adds_late;                 /* a live save: blockdev-adds once migrate is running */
         bool adds_pending;              /* ... and not all answered yet */
         /* the record, written ahead (job-record.c) */
-        bool record_staged;             /* tried: once per job */
         StagedRecord *staged_new;       /* this snapshot's record, with the current mark */
         StagedRecord *staged_old;       /* the old current one's, without */
         Snapshot *staged_parent;        /* the current snapshot when they were written */

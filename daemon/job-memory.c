@@ -358,9 +358,8 @@ static void on_migrate(CreateJob *j, json_t *reply, const QmpError *err) {
         /* The fsync after the save then finds most of the image written (writeback.h). Only
          * while the guest runs: it slows QEMU's writing, which a paused guest (a paused save,
          * the final pass of a live one) would wait out. */
-        if (job_is_live(j) && j->memory_fd >= 0 &&
-            writeback_start(&j->writeback, j->domain->manager->event, j->memory_fd) < 0)
-                j->writeback = NULL;
+        if (job_is_live(j) && j->memory_fd >= 0)
+                (void) writeback_start(&j->writeback, j->domain->manager->event, j->memory_fd);
         if (j->adds_late && !j->abort_requested) {
                 j->adds_late = false;
                 j->adds_pending = true;

@@ -83,9 +83,8 @@ void job_record_stage(CreateJob *j) {
         const char *state_dir = d->manager->state_dir;
         int r;
 
-        if (j->record_staged || (j->req.flags & SNAPSHOT_CREATE_NO_METADATA))
+        if (j->staged_new || (j->req.flags & SNAPSHOT_CREATE_NO_METADATA))
                 return;
-        j->record_staged = true;
 
         r = job_build_def(j, &def);
         if (r >= 0) {

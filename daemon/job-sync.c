@@ -81,6 +81,16 @@ static void sync_and_restore_done(CreateJob *j) {
         job_next(j);
 }
 
+/* Runs w on a worker (done comes back on the loop), or right here if no thread starts. */
+static void sync_start(CreateJob *j, SyncWork *w, Worker **worker, bool *pending, int *error,
+                       worker_done_fn done) {
+        *pending = true;
+        if (worker_start(worker, j->domain->manager->event, sync_files, w, done, j) < 0) {
+                *pending = false;
+                *error = sync_files(w);
+        }
+}
+
 static void on_overlays_synced(int r, void *userdata) {
         CreateJob *j = userdata;
 
@@ -93,7 +103,6 @@ static void on_overlays_synced(int r, void *userdata) {
 int job_overlays_sync_start(CreateJob *j) {
         SyncWork *w = sync_work_new();
         size_t n = 0;
-        int r;
 
         if (!w)
                 return -ENOMEM;
@@ -111,12 +120,7 @@ int job_overlays_sync_start(CreateJob *j) {
                 sync_work_free(w);
                 return 0;
         }
-        j->overlay_sync_pending = true;
-        r = worker_start(&j->overlay_worker, j->domain->manager->event, sync_files, w, on_overlays_synced, j);
-        if (r < 0) {
-                j->overlay_sync_pending = false;
-                j->overlay_sync_error = sync_files(w);
-        }
+        sync_start(j, w, &j->overlay_worker, &j->overlay_sync_pending, &j->overlay_sync_error, on_overlays_synced);
         return 0;
 }
 
@@ -133,9 +137,6 @@ void job_sync_next(CreateJob *j) {
         SyncWork *w;
         int r;
 
-        /* QEMU has written the whole image: the fsync takes it from here. */
-        writeback_stop(j->writeback);
-        j->writeback = NULL;
         if (j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL && j->memory_fd >= 0) {
                 w = sync_work_new();
                 if (!w)
@@ -148,12 +149,7 @@ void job_sync_next(CreateJob *j) {
                                         strerror(-r));
                 }
                 job_progress(j, "sync", 0, 0);
-                j->sync_pending = true;
-                r = worker_start(&j->worker, j->domain->manager->event, sync_files, w, on_synced, j);
-                if (r < 0) {
-                        j->sync_pending = false;
-                        j->sync_error = sync_files(w);
-                }
+                sync_start(j, w, &j->worker, &j->sync_pending, &j->sync_error, on_synced);
         }
         (void) job_memory_restore_begin(j);
         /* (A checkpoint's record is not staged while the image syncs: an fsync on the loop

@@ -604,27 +604,6 @@ static int store_filename(const char *name, char **ret) {
         return asprintf(ret, "%s.xml", name) < 0 ? -ENOMEM : 0;
 }
 
-int snapshot_store_save(const char *state_dir, const char *domain, const SnapshotDef *def) {
-        _cleanup_free_ char *dir = NULL, *filename = NULL, *xml = NULL;
-        int r;
-
-        if (!def)
-                return -EINVAL;
-        r = store_dir(state_dir, domain, &dir);
-        if (r < 0)
-                return r;
-        r = store_filename(def->name, &filename);
-        if (r < 0)
-                return r;
-        r = snapshot_xml_format(def, &xml);
-        if (r < 0)
-                return r;
-        r = mkdir_p(dir, 0700);
-        if (r < 0)
-                return r;
-        return xml_file_write_atomic(dir, filename, xml, strlen(xml));
-}
-
 int snapshot_store_remove(const char *state_dir, const char *domain, const char *name) {
         _cleanup_free_ char *dir = NULL, *filename = NULL;
         int r;
@@ -687,6 +666,20 @@ int staged_record_commit(StagedRecord *r) {
 
 int staged_record_sync(const StagedRecord *r) {
         return r ? fsync_dir(r->dir) : -EINVAL;
+}
+
+/* Written, renamed in and synced: the staged path without the wait in between. */
+int snapshot_store_save(const char *state_dir, const char *domain, const SnapshotDef *def) {
+        _cleanup_(staged_record_freep) StagedRecord *st = NULL;
+        int r;
+
+        r = snapshot_store_stage(state_dir, domain, def, &st);
+        if (r < 0)
+                return r;
+        r = staged_record_commit(st);
+        if (r < 0)
+                return r;
+        return staged_record_sync(st);
 }
 
 StagedRecord *staged_record_free(StagedRecord *r) {
