@@ -7,28 +7,42 @@
 #include "log.h"
 
 #if ENABLE_FAILPOINTS
-FailpointAction failpoint(const char *name) {
+/* The action named for name in SNAPSHOTD_FAILPOINT (not NUL-terminated: *len bytes), or NULL. */
+static const char *failpoint_lookup(const char *name, size_t *len) {
         const char *spec = getenv("SNAPSHOTD_FAILPOINT");
         size_t n = strlen(name);
 
         /* Read each time: tests set it per daemon start, and it is only read at job steps. */
         for (const char *p = spec; p && *p; ) {
                 const char *end = strchr(p, ',');
-                size_t len = end ? (size_t) (end - p) : strlen(p);
+                size_t l = end ? (size_t) (end - p) : strlen(p);
 
-                if (len > n && strncmp(p, name, n) == 0 && p[n] == ':') {
-                        const char *action = p + n + 1;
-                        size_t alen = len - n - 1;
-
-                        log_notice("Failpoint '%s' hit: %.*s.", name, (int) alen, action);
-                        if (alen == 5 && strncmp(action, "abort", 5) == 0)
-                                (void) raise(SIGKILL);
-                        if (alen == 4 && strncmp(action, "hang", 4) == 0)
-                                return FAILPOINT_HANG;
-                        return FAILPOINT_ERROR;
+                if (l > n && strncmp(p, name, n) == 0 && p[n] == ':') {
+                        *len = l - n - 1;
+                        return p + n + 1;
                 }
                 p = end ? end + 1 : NULL;
         }
-        return FAILPOINT_NONE;
+        return NULL;
+}
+
+FailpointAction failpoint(const char *name) {
+        size_t alen = 0;
+        const char *action = failpoint_lookup(name, &alen);
+
+        if (!action)
+                return FAILPOINT_NONE;
+        log_notice("Failpoint '%s' hit: %.*s.", name, (int) alen, action);
+        if (alen == 5 && strncmp(action, "abort", 5) == 0)
+                (void) raise(SIGKILL);
+        if (alen == 4 && strncmp(action, "hang", 4) == 0)
+                return FAILPOINT_HANG;
+        return FAILPOINT_ERROR;
+}
+
+bool failpoint_armed(const char *name) {
+        size_t alen;
+
+        return failpoint_lookup(name, &alen) != NULL;
 }
 #endif

@@ -5,6 +5,8 @@
  * reaches the named step. */
 #pragma once
 
+#include <stdbool.h>
+
 #include "config.h"
 
 typedef enum FailpointAction {
@@ -16,8 +18,13 @@ typedef enum FailpointAction {
 #if ENABLE_FAILPOINTS
 /* abort never returns; error and hang are for the caller to act on. */
 FailpointAction failpoint(const char *name);
+/* Whether a failpoint is set for name, without hitting it. */
+bool failpoint_armed(const char *name);
 #else
 static inline FailpointAction failpoint(const char *name) {
         return FAILPOINT_NONE;
+}
+static inline bool failpoint_armed(const char *name) {
+        return false;
 }
 #endif

@@ -43,11 +43,10 @@ typedef struct DiskPlan {
 
         char *qom_path;         /* the device (for the disk cache's qom-get) */
         char *overlay;          /* absolute path under the image dir */
-        char *file_node;        /* our node names */
-        char *fmt_node;
+        char *file_node;        /* our node names (the file node is the format node's child: */
+        char *fmt_node;         /* one blockdev-add opens both, blockdev-del of it drops both) */
 
         bool file_created;      /* we created the file: unlink it when undoing */
-        bool file_node_added;
         bool fmt_node_added;
 } DiskPlan;
 
@@ -95,6 +94,7 @@ typedef struct Batch {
 struct CreateJob {
         Domain *domain;
         uint64_t started_usec;          /* for the outcome's log line */
+        uint64_t started_qemu_usec;     /* qmp_busy_usec() then */
         sd_bus_message *request;
         CreateRequest req;
         CreatePlan plan;
@@ -149,6 +149,8 @@ struct CreateJob {
         Worker *overlay_worker;
         bool adds_late;                 /* a live save: blockdev-adds once migrate is running */
         bool adds_pending;              /* ... and not all answered yet */
+        bool tx_pipelined;              /* the transaction went out right behind the adds */
+        bool tx_done;                   /* ... and QEMU said it was done */
         /* the record, written ahead (job-record.c) */
         StagedRecord *staged_new;       /* this snapshot's record, with the current mark */
         StagedRecord *staged_old;       /* the old current one's, without */

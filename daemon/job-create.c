@@ -100,7 +100,7 @@ void job_finish(CreateJob *j, const char *path) {
 
         if (!j->plan.validate_only)
                 log_job_outcome(domain_name(d), JOB_NAME, j->req.name, j->error.name, j->error.message,
-                                now_usec() - j->started_usec);
+                                now_usec() - j->started_usec, qmp_busy_usec(d->qmp) - j->started_qemu_usec);
 
         /* Idle before the reply too: a caller's next call must not find the domain busy. */
         d->job = NULL;
@@ -712,23 +712,31 @@ static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
 
 /* ---- prepare overlays ---- */
 
-/* Batch tags: disk index * 2, + 1 for the format node. */
-static void on_add_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
-        DiskPlan *p = &j->disks[tag / 2];
+static json_t *transaction_actions(CreateJob *j);
+static void on_snapshot(CreateJob *j, json_t *reply, const QmpError *err);
+static bool any_external_disk(CreateJob *j);
 
+/* Batch tags: the disk's index; the transaction's when it rides along (job_prepare). */
+#define TAG_TRANSACTION SIZE_MAX
+
+static void on_add_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
+        if (tag == TAG_TRANSACTION) {
+                if (err)
+                        return job_batch_note_error(j, "QEMU refused the disk snapshot (transaction)", err);
+                j->tx_done = true;
+                return;
+        }
         if (err)
-                return job_batch_note_error(j, tag % 2 ? "Cannot open the overlay as qcow2 (blockdev-add)" :
-                                        "Cannot open the overlay file (blockdev-add)", err);
-        if (tag % 2)
-                p->fmt_node_added = true;
-        else
-                p->file_node_added = true;
+                return job_batch_note_error(j, "Cannot open the overlay (blockdev-add)", err);
+        j->disks[tag].fmt_node_added = true;
 }
 
-/* Every overlay is opened by QEMU: a file node and a qcow2 node each, the blockdev-adds of
- * every disk sent together; end runs when all have answered. */
-int job_adds_send(CreateJob *j, batch_end_fn end) {
-        if (job_batch_begin(j, 2 * j->n_disks, on_add_reply, end) < 0)
+/* Every overlay is opened by QEMU: a qcow2 node on a file node, one blockdev-add a disk, all
+ * sent together; end runs when all have answered. With with_transaction, the transaction goes
+ * out right behind them: QEMU runs a monitor's commands in order, so it sees the overlays
+ * open, or fails (atomically: nothing switches) if one did not. One round trip instead of two. */
+static int adds_send(CreateJob *j, bool with_transaction, batch_end_fn end) {
+        if (job_batch_begin(j, j->n_disks + 1, on_add_reply, end) < 0)
                 return -ENOMEM;
         for (size_t i = 0; i < j->n_disks; i++) {
                 DiskPlan *p = &j->disks[i];
@@ -736,14 +744,21 @@ int job_adds_send(CreateJob *j, batch_end_fn end) {
                 if (p->location != SNAPSHOT_LOCATION_EXTERNAL)
                         continue;
                 job_batch_call(j, "blockdev-add",
-                               json_pack("{s:s, s:s, s:s}", "driver", "file", "node-name", p->file_node,
-                                         "filename", p->overlay), 2 * i);
-                job_batch_call(j, "blockdev-add",
-                               json_pack("{s:s, s:s, s:s, s:n}", "driver", "qcow2", "node-name", p->fmt_node,
-                                         "file", p->file_node, "backing"), 2 * i + 1);
+                               json_pack("{s:s, s:s, s:n, s:{s:s, s:s, s:s}}", "driver", "qcow2", "node-name",
+                                         p->fmt_node, "backing", "file", "driver", "file", "node-name",
+                                         p->file_node, "filename", p->overlay), i);
+        }
+        if (with_transaction) {
+                j->tx_pipelined = true;
+                job_batch_call(j, "transaction", json_pack("{s:o}", "actions", transaction_actions(j)),
+                               TAG_TRANSACTION);
         }
         job_batch_send(j);
         return 0;
+}
+
+int job_adds_send(CreateJob *j, batch_end_fn end) {
+        return adds_send(j, false, end);
 }
 
 /* A batch's failure as the job's error, or 0. */
@@ -763,15 +778,24 @@ int job_adds_failed(CreateJob *j) {
 static void on_add_end(CreateJob *j) {
         if (job_adds_failed(j) < 0)
                 return;
+        if (j->tx_pipelined)
+                return on_snapshot(j, NULL, NULL);
         j->step = STEP_FREEZE;
         job_next(j);
+}
+
+/* Nothing waits between the adds and the transaction: no freeze, no pause, no memory, and
+ * no failpoint (tests) on the steps skipped. */
+static bool transaction_rides_along(CreateJob *j) {
+        return j->plan.memory == SNAPSHOT_LOCATION_NO && j->plan.use_transaction && !j->plan.quiesce &&
+               !(j->plan.pause && j->domain->state == DOMAIN_STATE_RUNNING) && !j->abort_requested &&
+               !failpoint_armed("create-freeze") && !failpoint_armed("create-pause") &&
+               !failpoint_armed("create-snapshot");
 }
 
 /* Only needed at pre-switchover: a live save opens its overlays while QEMU copies RAM
  * (job-memory.c), where the guest does not wait on them. A paused save opens them before
  * the pause, like a disk-only snapshot before the freeze. */
-static bool any_external_disk(CreateJob *j);
-
 static bool adds_after_migrate(CreateJob *j) {
         return j->plan.memory == SNAPSHOT_LOCATION_EXTERNAL && (j->req.flags & SNAPSHOT_CREATE_LIVE) &&
                !(j->req.flags & SNAPSHOT_CREATE_REUSE_EXT);
@@ -806,8 +830,17 @@ static void job_prepare(CreateJob *j) {
                 j->step = STEP_FREEZE;
                 return job_next(j);
         }
-        if (job_adds_send(j, on_add_end) < 0)
+        if (!any_external_disk(j) || !transaction_rides_along(j)) {
+                if (job_adds_send(j, on_add_end) < 0)
+                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+                return;
+        }
+        job_progress(j, "disks", 0, j->n_disks);
+        if (adds_send(j, true, on_add_end) < 0)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        /* The record is final now: written while QEMU opens the overlays and switches. */
+        qmp_flush(j->domain->qmp);
+        job_record_stage(j);
 }
 
 void create_job_on_event(CreateJob *j, const char *event, json_t *data) {
@@ -1102,7 +1135,7 @@ void job_undo_next(CreateJob *j) {
                         continue;
 
                 case UNDO_NODES:
-                        /* Newest first: the format node holds the file node. */
+                        /* Newest first; each format node takes its file node with it. */
                         if (j->committed) {
                                 j->undo_step++;
                                 continue;
@@ -1117,11 +1150,6 @@ void job_undo_next(CreateJob *j) {
                                 if (p->fmt_node_added) {
                                         p->fmt_node_added = false;
                                         return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", p->fmt_node),
-                                                       on_undo_reply);
-                                }
-                                if (p->file_node_added) {
-                                        p->file_node_added = false;
-                                        return job_qmp(j, "blockdev-del", json_pack("{s:s}", "node-name", p->file_node),
                                                        on_undo_reply);
                                 }
                         }
@@ -1177,10 +1205,10 @@ int create_job_start(Domain *d, sd_bus_message *m, CreateRequest *req, sd_bus_er
         }
 
         j = calloc(1, sizeof(CreateJob));
-        if (j)
-                j->started_usec = now_usec();
         if (!j)
                 return -ENOMEM;
+        j->started_usec = now_usec();
+        j->started_qemu_usec = qmp_busy_usec(d->qmp);
         j->domain = d;
         j->memory_fd = -1;
         j->request = sd_bus_message_ref(m);

@@ -73,6 +73,7 @@ typedef enum DeleteStep {
 struct DeleteJob {
         Domain *domain;
         uint64_t started_usec;
+        uint64_t started_qemu_usec;
         char *named;            /* the snapshot the call named */
         sd_bus_message *request;
         uint64_t flags;
@@ -250,7 +251,7 @@ static void job_finish(DeleteJob *j) {
                         log_warning_errno(r, "Domain '%s': cannot remove the delete journal: %m", domain_name(d));
         }
         log_job_outcome(domain_name(d), JOB_NAME, j->named, j->error.name, j->error.message,
-                        now_usec() - j->started_usec);
+                        now_usec() - j->started_usec, qmp_busy_usec(d->qmp) - j->started_qemu_usec);
         if (!j->request)
                 log_info("Domain '%s': recovery %s the interrupted delete%s%s.", domain_name(d),
                          sd_bus_error_is_set(&j->error) ? "could not finish" : "finished",
@@ -990,6 +991,7 @@ static DeleteJob *delete_job_new(Domain *d) {
                 return NULL;
         j->domain = d;
         j->started_usec = now_usec();
+        j->started_qemu_usec = qmp_busy_usec(d->qmp);
         j->step = DELETE_INSPECT;
         if (getrandom(&tag, sizeof(tag), GRND_NONBLOCK) != sizeof(tag))
                 tag = (uint32_t) rand();

@@ -40,6 +40,7 @@
 struct RevertJob {
         Domain *domain;
         uint64_t started_usec;
+        uint64_t started_qemu_usec;
         Snapshot *snapshot;
         sd_bus_message *request;
         uint64_t flags;
@@ -113,7 +114,7 @@ void revert_job_finish(RevertJob *j) {
                         log_warning_errno(r, "Domain '%s': cannot remove the revert journal: %m", domain_name(d));
         }
         log_job_outcome(domain_name(d), JOB_NAME, snapshot_name(s), j->error.name, j->error.message,
-                        now_usec() - j->started_usec);
+                        now_usec() - j->started_usec, qmp_busy_usec(d->qmp) - j->started_qemu_usec);
         (void) domain_send_progress(d, JOB_NAME, "done", 0, 0, 0);
         d->revert_job = NULL;
         (void) domain_emit_changed(d, "Job");
@@ -404,6 +405,7 @@ static RevertJob *revert_job_new(Domain *d, Snapshot *s, uint64_t flags) {
         j->snapshot = s;
         j->flags = flags;
         j->started_usec = now_usec();
+        j->started_qemu_usec = qmp_busy_usec(d->qmp);
         return j;
 }
 

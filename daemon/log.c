@@ -120,8 +120,8 @@ int log_internal(int level, int error, const char *format, ...) {
 }
 
 void log_job_outcome(const char *domain, const char *job, const char *snapshot, const char *error_name,
-                     const char *error_message, uint64_t duration_usec) {
-        char buf[2048], *f_snap = NULL, *f_job = NULL, *f_result = NULL, *f_dur = NULL;
+                     const char *error_message, uint64_t duration_usec, uint64_t qemu_usec) {
+        char buf[2048], *f_snap = NULL, *f_job = NULL, *f_result = NULL, *f_dur = NULL, *f_qemu = NULL;
         const char *dot = error_name ? strrchr(error_name, '.') : NULL;
         const char *result = !error_name ? "done" : dot ? dot + 1 : error_name;
         int level = error_name ? 4 : 6;
@@ -129,13 +129,13 @@ void log_job_outcome(const char *domain, const char *job, const char *snapshot, 
         if (level > max_level)
                 return;
         if (error_name)
-                snprintf(buf, sizeof(buf), "Domain '%s': %s of '%s' failed after %.3f s: %s (%s)", domain, job,
-                         snapshot ?: "", duration_usec / 1e6, error_message ?: "", error_name);
+                snprintf(buf, sizeof(buf), "Domain '%s': %s of '%s' failed after %.4f s (QEMU %.4f s): %s (%s)", domain,
+                         job, snapshot ?: "", duration_usec / 1e6, qemu_usec / 1e6, error_message ?: "", error_name);
         else
-                snprintf(buf, sizeof(buf), "Domain '%s': %s of '%s' done in %.3f s.", domain, job, snapshot ?: "",
-                         duration_usec / 1e6);
+                snprintf(buf, sizeof(buf), "Domain '%s': %s of '%s' done in %.4f s (QEMU %.4f s).", domain, job,
+                         snapshot ?: "", duration_usec / 1e6, qemu_usec / 1e6);
         if (to_journal) {
-                const char *fields[4];
+                const char *fields[5];
 
                 if (asprintf(&f_snap, "SNAPSHOTD_SNAPSHOT=%s", snapshot ?: "") < 0)
                         f_snap = NULL;
@@ -145,15 +145,19 @@ void log_job_outcome(const char *domain, const char *job, const char *snapshot, 
                         f_result = NULL;
                 if (asprintf(&f_dur, "SNAPSHOTD_DURATION_USEC=%llu", (unsigned long long) duration_usec) < 0)
                         f_dur = NULL;
+                if (asprintf(&f_qemu, "SNAPSHOTD_QEMU_USEC=%llu", (unsigned long long) qemu_usec) < 0)
+                        f_qemu = NULL;
                 fields[0] = f_snap;
                 fields[1] = f_job;
                 fields[2] = f_result;
                 fields[3] = f_dur;
+                fields[4] = f_qemu;
                 log_write(level, buf, fields, ELEMENTSOF(fields));
                 free(f_snap);
                 free(f_job);
                 free(f_result);
                 free(f_dur);
+                free(f_qemu);
                 return;
         }
         log_write(level, buf, NULL, 0);

@@ -54,6 +54,8 @@ struct Qmp {
         sd_event_source *handshake_timer;
 
         unsigned probes_pending;
+        uint64_t busy_usec;              /* time with a command unanswered, summed (qmp_busy_usec) */
+        uint64_t busy_since;             /* when the first of the calls now pending went out */
         json_t *commands;                /* object used as a set: command name → true */
         json_t *transaction_actions;     /* likewise for the action types of "transaction" */
 };
@@ -89,6 +91,8 @@ static void call_unlink(Qmp *q, QmpCall *c) {
         if (c->next)
                 c->next->prev = c->prev;
         c->prev = c->next = NULL;
+        if (!q->calls)
+                q->busy_usec += now_usec() - q->busy_since;
 }
 
 static QmpCall *call_find(Qmp *q, uint64_t id) {
@@ -273,6 +277,8 @@ static int qmp_send(Qmp *q, const char *command, json_t *args, int fd, uint64_t 
         c->next = q->calls;
         if (q->calls)
                 q->calls->prev = c;
+        else
+                q->busy_since = now_usec();
         q->calls = c;
 
         if (ret_id)
@@ -653,4 +659,10 @@ bool qmp_has_command(Qmp *q, const char *command) {
 
 bool qmp_has_transaction_action(Qmp *q, const char *action) {
         return qmp_has_command(q, "transaction") && json_object_get(q->transaction_actions, action);
+}
+
+uint64_t qmp_busy_usec(Qmp *q) {
+        if (!q)
+                return 0;
+        return q->busy_usec + (q->calls ? now_usec() - q->busy_since : 0);
 }

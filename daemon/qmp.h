@@ -57,6 +57,10 @@ void qmp_cancel(Qmp *q, uint64_t id);
 /* The queued commands go out now (json_stream_flush()). */
 void qmp_flush(Qmp *q);
 
+/* How long, in all, at least one command sent was still unanswered: QEMU's share of a job's
+ * time is the difference of two readings (the outcome's log line). */
+uint64_t qmp_busy_usec(Qmp *q);
+
 /* Probed after connecting with query-commands and query-qmp-schema. */
 bool qmp_has_command(Qmp *q, const char *command);
 /* Whether "transaction" exists and accepts the given action type (e.g. "blockdev-snapshot"). */

@@ -360,7 +360,7 @@ class FaultsTest(unittest.TestCase):
                 sent.append(msg["execute"])
                 args = msg.get("arguments", {})
                 if msg["execute"] == "blockdev-add" and args.get("driver") == "qcow2" and \
-                        sent.count("blockdev-add") == 4:
+                        sent.count("blockdev-add") == 2:
                     return [(False, {"error": {"class": "GenericError", "desc": "injected: cannot open"},
                                      "id": msg.get("id")})]
             return [(to_qemu, msg)]
@@ -387,6 +387,69 @@ class FaultsTest(unittest.TestCase):
         p = self.create("after-open-fails", {"live": v("b", True), "memory": v("s", "external")})
         self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
         self.assertEqual(self.guest.status(), "running")
+
+    def disk_only_refused(self, name, refuse):
+        """A disk-only create whose commands the proxy answers with an error where refuse(msg,
+        sent) says; returns (the D-Bus error, the commands sent), after checking that nothing
+        changed: QEMU's nodes and devices, the files, the metadata, the guest running."""
+        meta, files = self.meta(), sorted(os.listdir(self.images))
+        nodes = sorted(n["node-name"] for n in self.guest.qmp("query-named-block-nodes"))
+        tops = {d["device"] or d["qdev"]: d["inserted"]["node-name"] for d in self.guest.qmp("query-block")
+                if d.get("inserted")}
+        sent = []
+
+        def flt(to_qemu, msg):
+            if to_qemu and msg.get("execute"):
+                sent.append(msg["execute"])
+                if refuse(msg, sent):
+                    return [(False, {"error": {"class": "GenericError", "desc": "injected: refused"},
+                                     "id": msg.get("id")})]
+            return [(to_qemu, msg)]
+
+        self.proxy.filter = flt
+        try:
+            with self.assertRaises(BusError) as cm:
+                self.create(name, {"disk-only": v("b", True), "atomic": v("b", True)})
+        finally:
+            self.proxy.filter = None
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed", cm.exception.message)
+        self.assertIn("injected: refused", cm.exception.message)
+        self.assertEqual(self.guest.status(), "running")
+        self.assertEqual(sorted(n["node-name"] for n in self.guest.qmp("query-named-block-nodes")), nodes)
+        self.assertEqual({d["device"] or d["qdev"]: d["inserted"]["node-name"]
+                          for d in self.guest.qmp("query-block") if d.get("inserted")}, tops)
+        self.assertEqual(sorted(os.listdir(self.images)), files)
+        self.assertEqual(self.meta(), meta)
+        self.assertFalse(self.journal())
+        return cm.exception, sent
+
+    def test_06_overlay_open_fails_before_the_transaction(self):
+        """A disk-only snapshot sends its transaction right behind the blockdev-adds; when
+        QEMU cannot open the second overlay, the transaction fails with it, the first overlay
+        is closed again and both files are gone."""
+        def second_add(msg, sent):
+            return msg["execute"] == "blockdev-add" and sent.count("blockdev-add") == 2
+
+        err, sent = self.disk_only_refused("add-fails", second_add)
+        self.assertIn("blockdev-add", err.message)
+        # pipelined: the transaction was sent, and refused by QEMU for the missing overlay
+        self.assertIn("transaction", sent)
+        self.assertLess(sent.index("blockdev-add"), sent.index("transaction"))
+        p = self.create("after-add-fails", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+        self.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=120)
+
+    def test_07_transaction_refused_after_the_adds(self):
+        """Both overlays open, the transaction refused: both are closed and removed."""
+        def tx(msg, sent):
+            return msg["execute"] == "transaction"
+
+        err, sent = self.disk_only_refused("tx-refused", tx)
+        self.assertIn("transaction", err.message)
+        self.assertEqual(sent.count("blockdev-del"), 2, sent)
+        p = self.create("after-tx-refused", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
+        self.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=120)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,10 @@ class LoggingTest(snaptest.SharedTestCase):
         self.assertEqual((o["SNAPSHOTD_DOMAIN"], o["SNAPSHOTD_SNAPSHOT"], o["SNAPSHOTD_RESULT"], o["PRIORITY"]),
                          ("vm1", "log1", "done", "6"))
         self.assertGreater(int(o["SNAPSHOTD_DURATION_USEC"]), 0)
-        self.assertRegex(o["MESSAGE"], r"^Domain 'vm1': snapshot-create of 'log1' done in [0-9.]+ s\.$")
+        self.assertGreater(int(o["SNAPSHOTD_QEMU_USEC"]), 0)
+        self.assertLessEqual(int(o["SNAPSHOTD_QEMU_USEC"]), int(o["SNAPSHOTD_DURATION_USEC"]))
+        self.assertRegex(o["MESSAGE"], r"^Domain 'vm1': snapshot-create of 'log1' done in [0-9.]+ s "
+                                       r"\(QEMU [0-9.]+ s\)\.$")
         # every per-domain message carries the domain
         for e in got:
             if e["MESSAGE"].startswith("Domain 'vm1': "):
