@@ -55,7 +55,7 @@ for tool in busybox qemu-ga mkfs.ext4 cpio qemu-img dpkg-deb apt-get apt-cache g
                 exit 1
         fi
 done
-if ! /bin/busybox --list | grep -qx insmod; then
+if ! /bin/busybox --list | grep -x insmod >/dev/null; then
         echo "build-guest: /bin/busybox is not busybox-static (no insmod applet)" >&2
         exit 1
 fi
