@@ -150,7 +150,6 @@ struct CreateJob {
         bool adds_late;                 /* a live save: blockdev-adds once migrate is running */
         bool adds_pending;              /* ... and not all answered yet */
         bool tx_pipelined;              /* the transaction went out right behind the adds */
-        bool tx_done;                   /* ... and QEMU said it was done */
         /* the record, written ahead (job-record.c) */
         StagedRecord *staged_new;       /* this snapshot's record, with the current mark */
         StagedRecord *staged_old;       /* the old current one's, without */

@@ -712,6 +712,22 @@ static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {
 
 /* ---- prepare overlays ---- */
 
+/* The failpoint of each step of the forward path (job_next). */
+static const char *const step_failpoints[] = {
+        [STEP_PREPARE] = "create-prepare",
+        [STEP_FREEZE] = "create-freeze",
+        [STEP_PAUSE] = "create-pause",
+        [STEP_INTERNAL] = "create-internal",
+        [STEP_MEMORY] = "create-memory",
+        [STEP_SNAPSHOT] = "create-snapshot",
+        [STEP_MEMORY_FINISH] = "create-memory-finish",
+        [STEP_THAW] = "create-thaw",
+        [STEP_RESUME] = "create-resume",
+        [STEP_SYNC] = "create-sync",
+        [STEP_RESTORE] = "create-restore",
+        [STEP_METADATA] = "create-metadata",
+};
+
 static json_t *transaction_actions(CreateJob *j);
 static void on_snapshot(CreateJob *j, json_t *reply, const QmpError *err);
 static bool any_external_disk(CreateJob *j);
@@ -722,8 +738,7 @@ static bool any_external_disk(CreateJob *j);
 static void on_add_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
         if (tag == TAG_TRANSACTION) {
                 if (err)
-                        return job_batch_note_error(j, "QEMU refused the disk snapshot (transaction)", err);
-                j->tx_done = true;
+                        job_batch_note_error(j, "QEMU refused the disk snapshot (transaction)", err);
                 return;
         }
         if (err)
@@ -784,13 +799,13 @@ static void on_add_end(CreateJob *j) {
         job_next(j);
 }
 
-/* Nothing waits between the adds and the transaction: no freeze, no pause, no memory, and
- * no failpoint (tests) on the steps skipped. */
+/* Disks to switch and nothing to wait for between the adds and the transaction: no freeze, no
+ * pause, no memory, and no failpoint (tests) on the steps skipped. */
 static bool transaction_rides_along(CreateJob *j) {
-        return j->plan.memory == SNAPSHOT_LOCATION_NO && j->plan.use_transaction && !j->plan.quiesce &&
-               !(j->plan.pause && j->domain->state == DOMAIN_STATE_RUNNING) && !j->abort_requested &&
-               !failpoint_armed("create-freeze") && !failpoint_armed("create-pause") &&
-               !failpoint_armed("create-snapshot");
+        return any_external_disk(j) && j->plan.memory == SNAPSHOT_LOCATION_NO && j->plan.use_transaction &&
+               !j->plan.quiesce && !(j->plan.pause && j->domain->state == DOMAIN_STATE_RUNNING) &&
+               !j->abort_requested && !failpoint_armed(step_failpoints[STEP_FREEZE]) &&
+               !failpoint_armed(step_failpoints[STEP_PAUSE]) && !failpoint_armed(step_failpoints[STEP_SNAPSHOT]);
 }
 
 /* Only needed at pre-switchover: a live save opens its overlays while QEMU copies RAM
@@ -830,7 +845,7 @@ static void job_prepare(CreateJob *j) {
                 j->step = STEP_FREEZE;
                 return job_next(j);
         }
-        if (!any_external_disk(j) || !transaction_rides_along(j)) {
+        if (!transaction_rides_along(j)) {
                 if (job_adds_send(j, on_add_end) < 0)
                         return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
                 return;
@@ -964,21 +979,6 @@ static json_t *transaction_actions(CreateJob *j) {
 }
 
 /* ---- the forward path ---- */
-
-static const char *const step_failpoints[] = {
-        [STEP_PREPARE] = "create-prepare",
-        [STEP_FREEZE] = "create-freeze",
-        [STEP_PAUSE] = "create-pause",
-        [STEP_INTERNAL] = "create-internal",
-        [STEP_MEMORY] = "create-memory",
-        [STEP_SNAPSHOT] = "create-snapshot",
-        [STEP_MEMORY_FINISH] = "create-memory-finish",
-        [STEP_THAW] = "create-thaw",
-        [STEP_RESUME] = "create-resume",
-        [STEP_SYNC] = "create-sync",
-        [STEP_RESTORE] = "create-restore",
-        [STEP_METADATA] = "create-metadata",
-};
 
 void job_next(CreateJob *j) {
         if (j->undoing)

@@ -201,6 +201,18 @@ class FaultsTest(unittest.TestCase):
     def create(self, name, opts):
         return self.bus.call(self.dom, DOMAIN_IFACE, "CreateSnapshot", "ssa{sv}", (name, "", opts), timeout=300)[0]
 
+    @staticmethod
+    def refusing(refuse, sent, desc):
+        """A proxy filter that notes each command sent to QEMU in sent and answers it itself
+        with a GenericError desc where refuse(msg, sent) says, instead of passing it on."""
+        def flt(to_qemu, msg):
+            if to_qemu and msg.get("execute"):
+                sent.append(msg["execute"])
+                if refuse(msg, sent):
+                    return [(False, {"error": {"class": "GenericError", "desc": desc}, "id": msg.get("id")})]
+            return [(to_qemu, msg)]
+        return flt
+
     def test_01_qemu_killed_in_the_transaction(self):
         meta, files = self.meta(), sorted(os.listdir(self.images))
         self.proxy.trigger = b'"transaction"'
@@ -355,17 +367,11 @@ class FaultsTest(unittest.TestCase):
         nodes = sorted(n["node-name"] for n in self.guest.qmp("query-named-block-nodes"))
         sent = []
 
-        def refuse_second_qcow2(to_qemu, msg):
-            if to_qemu and msg.get("execute"):
-                sent.append(msg["execute"])
-                args = msg.get("arguments", {})
-                if msg["execute"] == "blockdev-add" and args.get("driver") == "qcow2" and \
-                        sent.count("blockdev-add") == 2:
-                    return [(False, {"error": {"class": "GenericError", "desc": "injected: cannot open"},
-                                     "id": msg.get("id")})]
-            return [(to_qemu, msg)]
+        def second_qcow2(msg, sent):
+            return msg["execute"] == "blockdev-add" and msg.get("arguments", {}).get("driver") == "qcow2" and \
+                sent.count("blockdev-add") == 2
 
-        self.proxy.filter = refuse_second_qcow2
+        self.proxy.filter = self.refusing(second_qcow2, sent, "injected: cannot open")
         try:
             with self.assertRaises(BusError) as cm:
                 self.create("open-fails", {"live": v("b", True), "memory": v("s", "external")})
@@ -397,16 +403,7 @@ class FaultsTest(unittest.TestCase):
         tops = {d["device"] or d["qdev"]: d["inserted"]["node-name"] for d in self.guest.qmp("query-block")
                 if d.get("inserted")}
         sent = []
-
-        def flt(to_qemu, msg):
-            if to_qemu and msg.get("execute"):
-                sent.append(msg["execute"])
-                if refuse(msg, sent):
-                    return [(False, {"error": {"class": "GenericError", "desc": "injected: refused"},
-                                     "id": msg.get("id")})]
-            return [(to_qemu, msg)]
-
-        self.proxy.filter = flt
+        self.proxy.filter = self.refusing(refuse, sent, "injected: refused")
         try:
             with self.assertRaises(BusError) as cm:
                 self.create(name, {"disk-only": v("b", True), "atomic": v("b", True)})
