@@ -140,6 +140,7 @@ struct CreateJob {
         bool fd_added;          /* getfd done, QEMU holds a copy */
         json_t *saved_caps;     /* migration capabilities and parameters we changed */
         json_t *saved_params;
+        bool kvm;               /* query-kvm: the guest runs under KVM (not TCG) */
         bool migration_changed;
         bool migration_started;
         bool sync_pending, restore_pending;     /* the image syncs while the settings go back */
