@@ -703,16 +703,16 @@ static void snapshot_def_array_free(SnapshotDef **a, size_t n) {
 }
 
 /* Reads and parses one record; -ENOMEM stops the load, any other error marks the file bad. */
-static int load_one(XmlParser *parser, int dir_fd, const char *filename, SnapshotDef **ret) {
+static int load_one(XmlParser *parser, XmlReadBuffer *buf, int dir_fd, const char *filename,
+                    SnapshotDef **ret) {
         _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
-        _cleanup_free_ char *buf = NULL, *expected = NULL;
-        size_t size;
+        _cleanup_free_ char *expected = NULL;
         int r;
 
-        r = xml_file_read(dir_fd, filename, SNAPSHOT_XML_MAX_SIZE, &buf, &size);
+        r = xml_file_read_into(dir_fd, filename, SNAPSHOT_XML_MAX_SIZE, buf);
         if (r < 0)
                 return r;
-        r = snapshot_xml_parse_with(parser, buf, size, &def);
+        r = snapshot_xml_parse_with(parser, buf->data, buf->size, &def);
         if (r < 0)
                 return r;
         /* A file whose name does not match the snapshot inside is as good as corrupt: saving
@@ -740,17 +740,20 @@ typedef struct LoadBatch {
 
 static void *load_batch(void *arg) {
         _cleanup_(xml_parser_freep) XmlParser *parser = NULL;
+        XmlReadBuffer buf = {};
         LoadBatch *b = arg;
 
-        /* One parser for the batch: its dictionary and buffers serve every record. */
+        /* One parser and one read buffer for the batch: its dictionary and buffers serve
+         * every record. */
         b->r = xml_parser_new(true, &parser);
         if (b->r < 0)
                 return NULL;
         for (size_t i = b->lo; i < b->hi; i++)
-                if (load_one(parser, b->dir_fd, b->names[i], &b->defs[i]) == -ENOMEM) {
+                if (load_one(parser, &buf, b->dir_fd, b->names[i], &b->defs[i]) == -ENOMEM) {
                         b->r = -ENOMEM;
                         break;
                 }
+        xml_read_buffer_done(&buf);
         return NULL;
 }
 

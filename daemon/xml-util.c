@@ -584,12 +584,12 @@ int xml_file_write_atomic(const char *dir, const char *filename, const char *dat
         return fsync_dir(dir);
 }
 
-int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size) {
+int xml_file_read_into(int dirfd, const char *path, size_t max_size, XmlReadBuffer *b) {
         _cleanup_close_ int fd = -1;
-        _cleanup_free_ char *buf = NULL;
-        size_t size = 0, alloc;
         struct stat st;
+        size_t size = 0;
 
+        b->size = 0;
         /* O_NONBLOCK so a FIFO planted in the directory cannot hang us before fstat(). */
         fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
@@ -603,41 +603,61 @@ int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size
         if ((uint64_t) st.st_size > max_size)
                 return -EFBIG;
 
-        alloc = (size_t) st.st_size + 2;
-        buf = malloc(alloc);
-        if (!buf)
-                return -ENOMEM;
         for (;;) {
+                /* Room for the size fstat() saw, one byte more (to see a file that grew) and
+                 * the NUL; doubled when it did grow. */
+                size_t need = (size == 0 ? (size_t) st.st_size : size) + 2, want;
                 ssize_t n;
 
-                if (size + 1 >= alloc) {
+                if (b->alloc < need) {
+                        size_t na = b->alloc * 2 > need ? b->alloc * 2 : need;
                         char *nb;
 
                         if (size > max_size)
                                 return -EFBIG;
-                        alloc = alloc * 2;
-                        nb = realloc(buf, alloc);
+                        nb = realloc(b->data, na);
                         if (!nb)
                                 return -ENOMEM;
-                        buf = nb;
+                        b->data = nb;
+                        b->alloc = na;
                 }
-                n = read(fd, buf + size, alloc - size - 1);
+                want = b->alloc - size - 1;
+                n = read(fd, b->data + size, want);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
                         return -errno;
                 }
-                if (n == 0)
-                        break;
                 size += n;
+                /* A short read of a regular file is its end: no second read() to see 0 (one
+                 * syscall less a record, 10,000 of them at a big start-up). */
+                if (n == 0 || (size_t) n < want)
+                        break;
         }
         if (size > max_size)
                 return -EFBIG;
-        buf[size] = 0;
+        b->data[size] = 0;
+        b->size = size;
+        return 0;
+}
 
-        *ret = TAKE_PTR(buf);
+void xml_read_buffer_done(XmlReadBuffer *b) {
+        free(b->data);
+        *b = (XmlReadBuffer) {};
+}
+
+int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size) {
+        XmlReadBuffer b = {};
+        int r;
+
+        r = xml_file_read_into(dirfd, path, max_size, &b);
+        if (r < 0) {
+                xml_read_buffer_done(&b);
+                return r;
+        }
+        *ret = b.data;
         if (ret_size)
-                *ret_size = size;
+                *ret_size = b.size;
         return 0;
 }
 

@@ -100,5 +100,16 @@ int fsync_dir(const char *dir);
  * (AT_FDCWD allowed). -EFBIG when it holds more than max_size bytes. The buffer is
  * NUL-terminated; *ret_size excludes the NUL. */
 int xml_file_read(int dirfd, const char *path, size_t max_size, char **ret, size_t *ret_size);
+/* A buffer xml_file_read_into() reuses from file to file: a start-up reading thousands of
+ * records allocates it once, instead of a block per file (whose malloc, after the parser's
+ * small frees, consolidated the heap every time). */
+typedef struct XmlReadBuffer {
+        char *data;             /* NUL-terminated after a successful read */
+        size_t size;            /* bytes read, the NUL excluded */
+        size_t alloc;
+} XmlReadBuffer;
+/* xml_file_read() into *b, grown as needed and kept for the next file. */
+int xml_file_read_into(int dirfd, const char *path, size_t max_size, XmlReadBuffer *b);
+void xml_read_buffer_done(XmlReadBuffer *b);
 /* Unlinks dir/filename and fsyncs dir. -ENOENT when it does not exist. */
 int xml_file_remove(const char *dir, const char *filename);

@@ -822,6 +822,45 @@ static void test_staged(void) {
         CHECK(snapshot_store_stage(state, "../x", &defs[0], &a) == -EINVAL && !a, "bad domain staged");
 }
 
+/* xml_file_read_into(): one buffer over files of different sizes, and what it refuses. */
+static void test_read_into(void) {
+        char dir[512], path[600], big[9000];
+        XmlReadBuffer b = {};
+        int dfd, r;
+
+        snprintf(dir, sizeof(dir), "%s/read-into", tmpdir);
+        CHECK(mkdir(dir, 0700) == 0, "mkdir: %m");
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        CHECK(dfd >= 0, "open: %m");
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = 0;
+        (void) snprintf(path, sizeof(path), "%s/big", dir);
+        write_file(path, big);
+        (void) snprintf(path, sizeof(path), "%s/small", dir);
+        write_file(path, "<a/>");
+        (void) snprintf(path, sizeof(path), "%s/empty", dir);
+        write_file(path, "");
+        CHECK(mkfifoat(dfd, "fifo", 0600) == 0, "mkfifo: %m");
+        CHECK(mkdirat(dfd, "sub", 0700) == 0, "mkdirat: %m");
+
+        r = xml_file_read_into(dfd, "small", 100, &b);
+        CHECK(r == 0 && b.size == 4 && streq(b.data, "<a/>"), "small: %d %zu", r, b.size);
+        r = xml_file_read_into(dfd, "big", sizeof(big), &b);
+        CHECK(r == 0 && b.size == sizeof(big) - 1 && streq(b.data, big), "big: %d %zu", r, b.size);
+        /* back to a small file in the grown buffer: its own size, not the last one's */
+        r = xml_file_read_into(dfd, "small", 100, &b);
+        CHECK(r == 0 && b.size == 4 && streq(b.data, "<a/>"), "small again: %d %zu", r, b.size);
+        r = xml_file_read_into(dfd, "empty", 100, &b);
+        CHECK(r == 0 && b.size == 0 && b.data[0] == 0, "empty: %d %zu", r, b.size);
+        CHECK(xml_file_read_into(dfd, "big", 100, &b) == -EFBIG, "big over the limit");
+        CHECK(xml_file_read_into(dfd, "fifo", 100, &b) == -EBADFD, "fifo");
+        CHECK(xml_file_read_into(dfd, "sub", 100, &b) == -EISDIR, "directory");
+        CHECK(xml_file_read_into(dfd, "missing", 100, &b) == -ENOENT, "missing");
+        xml_read_buffer_done(&b);
+        CHECK(!b.data && b.alloc == 0, "done resets the buffer");
+        close(dfd);
+}
+
 int main(void) {
         if (!mkdtemp(tmpdir)) {
                 fprintf(stderr, "mkdtemp: %m\n");
@@ -842,6 +881,7 @@ int main(void) {
         test_store();
         test_staged();
         test_store_many();
+        test_read_into();
 
         (void) nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 
