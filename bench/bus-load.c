@@ -7,12 +7,19 @@
  * Written in C because the Python (Gio) clients it replaces spent ~250-320 us of CPU a call,
  * against the daemon's 20-40 us: four of them on two cores measured Python, not snapshotd.
  *
- *   bus-load ADDRESS METHOD DOMAIN-PATH START END
+ *   bus-load ADDRESS METHOD DOMAIN-PATH START END [--each[=MS]]
  *
- * METHOD is one of ListSnapshots, LookupSnapshot, GetXMLDesc, GetAll, Ping.
+ * METHOD is one of ListSnapshots, LookupSnapshot, GetXMLDesc, GetAll, Ping. SIGTERM ends the
+ * loop early. With --each, every call is printed first as "<start> <seconds>", and with
+ * --each=MS a call starts every MS milliseconds instead of right after the last one. That is
+ * the responsiveness item's probe: in its own process (a thread of the Python harness waited
+ * for the interpreter's lock, up to its 5 ms switch interval and more), and paced like a
+ * client that polls, so the probe does not itself keep two cores busy.
  */
 
 #include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +39,13 @@ typedef struct Target {
         size_t n_paths;
         unsigned seed;
 } Target;
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig) {
+        (void) sig;
+        stop = 1;
+}
 
 static double realtime(void) {
         struct timespec ts;
@@ -99,7 +113,7 @@ static int one_call(sd_bus *bus, const char *method, Target *t) {
                                        method, &error, &reply, NULL);
         else
                 r = -EINVAL;
-        if (r < 0)
+        if (r < 0 && !stop)
                 fprintf(stderr, "bus-load: %s: %s\n", method, error.message ?: strerror(-r));
         sd_bus_error_free(&error);
         sd_bus_message_unref(reply);
@@ -110,18 +124,23 @@ int main(int argc, char **argv) {
         Target t = {};
         sd_bus *bus = NULL;
         struct rusage ru;
-        double start, end;
-        unsigned long calls = 0;
+        double start, end, interval = 0, next, *each = NULL;
+        bool print_each;
+        size_t calls = 0, n_each = 0;
         int r;
 
-        if (argc != 6) {
-                fprintf(stderr, "usage: bus-load ADDRESS METHOD DOMAIN-PATH START END\n");
+        print_each = argc == 7 && strncmp(argv[6], "--each", 6) == 0;
+        if (print_each && argv[6][6] == '=')
+                interval = strtod(argv[6] + 7, NULL) / 1000.0;
+        if ((argc != 6 && !print_each) || interval < 0 || (print_each && argv[6][6] && !interval)) {
+                fprintf(stderr, "usage: bus-load ADDRESS METHOD DOMAIN-PATH START END [--each[=MS]]\n");
                 return 2;
         }
         t.domain = argv[3];
         t.seed = (unsigned) getpid();
         start = strtod(argv[4], NULL);
         end = strtod(argv[5], NULL);
+        signal(SIGTERM, on_term);
 
         r = sd_bus_new(&bus);
         if (r >= 0)
@@ -137,17 +156,48 @@ int main(int argc, char **argv) {
         if (list_paths(bus, &t) < 0)
                 return 1;
 
-        while (realtime() < start)
+        while (!stop && realtime() < start)
                 usleep(500);
-        while (realtime() < end) {
-                if (one_call(bus, argv[2], &t) < 0)
+        next = realtime();
+        while (!stop) {
+                double t0 = realtime();
+
+                if (t0 >= end)
+                        break;
+                if (interval > 0) {
+                        if (t0 < next) {
+                                usleep((useconds_t) ((next - t0) * 1e6));
+                                continue;
+                        }
+                        /* A late call does not bunch up the ones behind it. */
+                        next = (t0 - next > interval ? t0 : next) + interval;
+                }
+                r = one_call(bus, argv[2], &t);
+                if (r < 0 && stop)
+                        break;          /* SIGTERM interrupted the call: not counted */
+                if (r < 0)
                         return 1;
                 calls++;
+                if (print_each) {
+                        if (n_each % 4096 == 0) {
+                                double *ne = realloc(each, (n_each + 4096) * 2 * sizeof(double));
+
+                                if (!ne)
+                                        return 1;
+                                each = ne;
+                        }
+                        each[2 * n_each] = t0;
+                        each[2 * n_each + 1] = realtime() - t0;
+                        n_each++;
+                }
         }
         getrusage(RUSAGE_SELF, &ru);
-        printf("%lu %ld\n", calls,
+        for (size_t i = 0; i < n_each; i++)
+                printf("%.6f %.6f\n", each[2 * i], each[2 * i + 1]);
+        printf("%zu %ld\n", calls,
                (long) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000L +
                        ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+        free(each);
         for (size_t i = 0; i < t.n_paths; i++)
                 free(t.paths[i]);
         free(t.paths);
