@@ -49,11 +49,15 @@ def wait_migration(g, since, timeout=600):
 
 
 def raw_save(g, path, live):
-    """What a careful caller would do by hand: lift the bandwidth cap, 20 ms downtime,
-    migrate to an fd of a file it opened, cont when completed, fsync."""
+    """What a careful caller would do by hand: lift the bandwidth cap, 20 ms downtime (under
+    KVM only, as the daemon: see raw_memory in bench/run), migrate to an fd of a file it
+    opened, cont when completed, fsync."""
     q = g.qmp
     q("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
-    q("migrate-set-parameters", args={"max-bandwidth": (1 << 63) // 8 - 1, "downtime-limit": 20})
+    params = {"max-bandwidth": (1 << 63) // 8 - 1}
+    if snaptest.choose_accel() == "kvm":
+        params["downtime-limit"] = 20
+    q("migrate-set-parameters", args=params)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     msg = json.dumps({"execute": "getfd", "arguments": {"fdname": "bench"}, "id": "fd"}).encode() + b"\n"
     g._qmp.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
