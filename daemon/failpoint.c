@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "failpoint.h"
 #include "log.h"
@@ -37,7 +39,21 @@ FailpointAction failpoint(const char *name) {
                 (void) raise(SIGKILL);
         if (alen == 4 && strncmp(action, "hang", 4) == 0)
                 return FAILPOINT_HANG;
+        if (alen == 4 && strncmp(action, "slow", 4) == 0)
+                return FAILPOINT_SLOW;
         return FAILPOINT_ERROR;
+}
+
+int failpoint_io(const char *name) {
+        switch (failpoint(name)) {
+        case FAILPOINT_NONE:
+                return 0;
+        case FAILPOINT_ERROR:
+                return -EIO;
+        default:
+                (void) usleep(FAILPOINT_SLOW_USEC);
+                return 0;
+        }
 }
 
 bool failpoint_armed(const char *name) {

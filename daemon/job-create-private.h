@@ -156,6 +156,13 @@ struct CreateJob {
         StagedRecord *staged_old;       /* the old current one's, without */
         Snapshot *staged_parent;        /* the current snapshot when they were written */
         bool old_committed;
+        /* the state dir's writes run on workers (job-record.c, the journal in job-create.c) */
+        Worker *record_worker;          /* staging or committing the record */
+        struct RecordIo *record_io;     /* its work, the worker's; read in its done */
+        SnapshotDef *record_def;        /* the definition being committed */
+        bool metadata_waiting;          /* job_metadata() waits for the staging to end */
+        bool finish_waiting;            /* job_finish() (a failed job) waits for it too */
+        Worker *journal_worker;         /* the journal's first write, before any change */
         bool at_switchover;     /* pre-switchover: guest stopped, final pass not yet written */
         bool migration_done;
         bool waiting_migration_end;
@@ -199,6 +206,8 @@ void job_undo_next(CreateJob *j);
 void job_progress(CreateJob *j, const char *phase, uint64_t processed, uint64_t total);
 
 int job_journal_note(CreateJob *j, const char *key, json_t *value);
+/* A write of the record or the journal is running on a worker. */
+bool job_files_busy(CreateJob *j);
 
 /* job-memory.c */
 int job_memory_validate(CreateJob *j, sd_bus_error *error);
@@ -221,6 +230,7 @@ void job_sync_next(CreateJob *j);          /* STEP_SYNC */
 int job_build_def(CreateJob *j, SnapshotDef **ret);
 void job_record_stage(CreateJob *j);       /* once the record is final, while QEMU works */
 void job_metadata(CreateJob *j);           /* STEP_METADATA */
+void job_record_detach(CreateJob *j);      /* the job goes: a running write finishes alone */
 int job_overlays_sync_start(CreateJob *j); /* once the overlays are written */
 void job_sync_restored(CreateJob *j);      /* the migration settings are back */
 bool job_memory_restore_begin(CreateJob *j); /* job-memory.c: false when nothing to put back */

@@ -63,6 +63,8 @@ CreateJob *create_job_free(CreateJob *j) {
         if (j->agent_call && j->domain->agent)
                 agent_cancel(j->domain->agent, j->agent_call);
         sd_event_source_disable_unref(j->retry_timer);
+        job_record_detach(j);
+        worker_detach(j->journal_worker);
         journal_free(j->journal);
         staged_record_free(j->staged_new);
         staged_record_free(j->staged_old);
@@ -85,6 +87,13 @@ void job_progress(CreateJob *j, const char *phase, uint64_t processed, uint64_t 
 void job_finish(CreateJob *j, const char *path) {
         Domain *d = j->domain;
         int r;
+
+        /* A failed job whose record is still being staged: its files go before the reply
+         * (below), so wait for the worker (on_record_staged() comes back here). */
+        if (j->record_worker) {
+                j->finish_waiting = true;
+                return;
+        }
 
         /* Done or rolled back: nothing is left to recover. Gone before the reply, so a
          * caller that looks right after sees the state dir as the job left it; made durable
@@ -113,7 +122,7 @@ void job_finish(CreateJob *j, const char *path) {
                         log_warning_errno(r, "Domain '%s': failed to send the reply of %s: %m", domain_name(d), JOB_NAME);
         }
         if (j->journal)
-                (void) journal_unlink_sync(j->journal);
+                journal_unlink_sync_later(d->manager->event, j->journal);
         (void) domain_emit_changed(d, "Job");
         create_job_free(j);
         manager_job_ended(d->manager);
@@ -671,19 +680,45 @@ static int job_journal_begin(CreateJob *j) {
              journal_put(j->journal, "migration", json_pack("{s:O, s:O}", "caps", j->saved_caps,
                                                           "params", j->saved_params)) < 0))
                 return -ENOMEM;
-        return journal_sync(j->journal);
+        return 0;
 }
 
-/* Everything known: the journal, then the first change. */
-static void job_begin(CreateJob *j) {
-        int r;
+static int journal_write_job(void *jw) {
+        int r = failpoint_io("create-journal-write");
 
-        r = job_journal_begin(j);
+        return r < 0 ? r : journal_write_run(jw);
+}
+
+static void on_journal_written(int r, void *userdata) {
+        CreateJob *j = userdata;
+
+        j->journal_worker = NULL;
         if (r < 0)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal to '%s': %s",
                                 j->domain->manager->state_dir, strerror(-r));
         j->step = STEP_PREPARE;
         job_next(j);
+}
+
+/* Everything known: the journal, then the first change. Written on a worker: its fsync on
+ * the loop waited up to 130 ms for another domain's memory image (job-record.c says why). */
+static void job_begin(CreateJob *j) {
+        JournalWrite *jw = NULL;
+        int r;
+
+        r = job_journal_begin(j);
+        if (r >= 0)
+                r = journal_snapshot(j->journal, &jw);
+        if (r >= 0 && worker_start_owned(&j->journal_worker, j->domain->manager->event, journal_write_job, jw,
+                                         journal_write_free, on_journal_written, j) >= 0)
+                return;
+        /* No thread: here. */
+        j->journal_worker = NULL;
+        if (jw) {
+                r = journal_write_job(jw);
+                journal_write_free(jw);
+        }
+        on_journal_written(r, j);
 }
 
 static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {

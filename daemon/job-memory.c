@@ -841,7 +841,8 @@ void create_job_on_disconnect(CreateJob *j) {
                 job_undo_next(j);
                 return;
         }
-        /* A call in flight fails by itself (-ECONNRESET); waiting for an event does not. */
-        if (!j->cont && !j->undoing && !j->worker && !j->overlay_worker)
+        /* A call in flight fails by itself (-ECONNRESET); waiting for an event does not. A
+         * worker's end moves the job on, and its next call fails. */
+        if (!j->cont && !j->undoing && !j->worker && !j->overlay_worker && !job_files_busy(j))
                 job_fail(j, SNAPSHOT_ERROR_FAILED, "QEMU went away during the snapshot");
 }

@@ -8,19 +8,22 @@
  * see job-sync.c.) What is left for job_metadata(), between QEMU's answer and the
  * reply, is two renames and one directory fsync. If anything the records depend on moved
  * meanwhile (the current snapshot), or staging failed, job_metadata() writes them the slow
- * way; a job that fails drops them (create_job_free). */
+ * way; a job that fails drops them (job_finish). Every write, fsync and rename runs on a
+ * worker thread, never on the event loop (see "the record's file work" below). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "domain.h"
 #include "errors.h"
+#include "failpoint.h"
 #include "job-create-private.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
 #include "snapshot-store.h"
 #include "snapshot.h"
+#include "worker.h"
 
 int job_build_def(CreateJob *j, SnapshotDef **ret) {
         _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
@@ -77,34 +80,135 @@ int job_build_def(CreateJob *j, SnapshotDef **ret) {
         return 0;
 }
 
-void job_record_stage(CreateJob *j) {
-        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+/* ---- the record's file work, on a worker ----
+ * An fsync on the loop waits for the file system's journal, which waits for whatever else is
+ * being written: another domain's memory image held it 40-130 ms, and with it every caller of
+ * every domain. So the record is written (and committed) on a worker, owned by it: freeing it
+ * removes what was not committed. */
+
+typedef struct RecordIo {
+        StagedRecord *rec[2];   /* this snapshot's record; the old current one's without its mark */
+        bool commit;            /* rename them in and sync the directory, not only write them */
+        bool old_committed;
+} RecordIo;
+
+static void record_io_free(void *p) {
+        RecordIo *io = p;
+
+        if (!io)
+                return;
+        staged_record_free(io->rec[0]);
+        staged_record_free(io->rec[1]);
+        free(io);
+}
+
+static int record_io_run(void *p) {
+        RecordIo *io = p;
+        int r;
+
+        r = failpoint_io("create-record-write");
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < 2; i++) {
+                if (!io->rec[i] || staged_record_written(io->rec[i]))
+                        continue;
+                r = staged_record_write(io->rec[i]);
+                if (r < 0 && (i == 0 || !io->commit))
+                        return r;
+                if (r < 0)      /* the old mark: domain_set_current() writes it again */
+                        io->rec[1] = staged_record_free(io->rec[1]);
+        }
+        if (!io->commit)
+                return 0;
+        r = staged_record_commit(io->rec[0]);
+        if (r < 0)
+                return r;
+        io->old_committed = io->rec[1] && staged_record_commit(io->rec[1]) >= 0;
+        return staged_record_sync(io->rec[0]);
+}
+
+/* Runs io on a worker; done(r, j) comes back on the loop (right away when no thread starts).
+ * The caller returns after this. */
+static void record_io_start(CreateJob *j, RecordIo *io, worker_done_fn done) {
+        j->record_io = io;
+        if (worker_start_owned(&j->record_worker, j->domain->manager->event, record_io_run, io, record_io_free,
+                               done, j) >= 0)
+                return;
+        j->record_worker = NULL;
+        done(record_io_run(io), j);
+        record_io_free(io);
+}
+
+void job_record_detach(CreateJob *j) {
+        worker_detach(j->record_worker);
+        j->record_worker = NULL;
+        j->record_io = NULL;
+        j->record_def = snapshot_def_free(j->record_def);
+}
+
+bool job_files_busy(CreateJob *j) {
+        return j->record_worker || j->journal_worker;
+}
+
+/* The new record, and the old current one's without its mark; formatted here, written by
+ * the worker. */
+static int record_prepare(CreateJob *j, const SnapshotDef *def, RecordIo *io) {
         Domain *d = j->domain;
         const char *state_dir = d->manager->state_dir;
         int r;
 
-        if (j->staged_new || (j->req.flags & SNAPSHOT_CREATE_NO_METADATA))
+        r = snapshot_store_prepare(state_dir, domain_name(d), def, &io->rec[0]);
+        if (r >= 0 && d->current) {
+                d->current->def->current = false;
+                r = snapshot_store_prepare(state_dir, domain_name(d), d->current->def, &io->rec[1]);
+                d->current->def->current = true;
+        }
+        return r;
+}
+
+static void on_record_staged(int r, void *userdata) {
+        CreateJob *j = userdata;
+        RecordIo *io = j->record_io;
+
+        j->record_worker = NULL;
+        j->record_io = NULL;
+        if (r >= 0) {
+                j->staged_new = TAKE_PTR(io->rec[0]);
+                j->staged_old = TAKE_PTR(io->rec[1]);
+        } else {
+                log_debug_errno(r, "Domain '%s': cannot stage the record of '%s', writing it at the end: %m",
+                                domain_name(j->domain), j->req.name);
+                j->staged_parent = NULL;
+        }
+        if (j->finish_waiting)
+                return job_finish(j, NULL);
+        if (j->metadata_waiting)
+                return job_metadata(j);
+}
+
+void job_record_stage(CreateJob *j) {
+        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+        RecordIo *io;
+        int r;
+
+        if (j->staged_new || j->record_worker || (j->req.flags & SNAPSHOT_CREATE_NO_METADATA))
                 return;
 
-        r = job_build_def(j, &def);
+        io = calloc(1, sizeof(RecordIo));
+        r = io ? job_build_def(j, &def) : -ENOMEM;
         if (r >= 0) {
                 def->current = true;
-                r = snapshot_store_stage(state_dir, domain_name(d), def, &j->staged_new);
-        }
-        if (r >= 0 && d->current) {
-                /* The old mark goes in the same directory fsync as the new record. */
-                d->current->def->current = false;
-                r = snapshot_store_stage(state_dir, domain_name(d), d->current->def, &j->staged_old);
-                d->current->def->current = true;
+                r = record_prepare(j, def, io);
         }
         if (r < 0) {
                 log_debug_errno(r, "Domain '%s': cannot stage the record of '%s', writing it at the end: %m",
-                                domain_name(d), j->req.name);
-                j->staged_new = staged_record_free(j->staged_new);
-                j->staged_old = staged_record_free(j->staged_old);
+                                domain_name(j->domain), j->req.name);
+                record_io_free(io);
                 return;
         }
-        j->staged_parent = d->current;
+        j->staged_parent = j->domain->current;
+        record_io_start(j, io, on_record_staged);
 }
 
 /* Staged and still what job_metadata() would write: the current snapshot is the same. */
@@ -112,41 +216,18 @@ static bool staged_still_right(CreateJob *j) {
         return j->staged_new && j->staged_parent == j->domain->current;
 }
 
-static int commit_staged(CreateJob *j) {
-        int r;
-
-        r = staged_record_commit(j->staged_new);
-        if (r < 0)
-                return r;
-        /* A failed rename of the old one: domain_set_current() writes it again. */
-        j->old_committed = !j->staged_old || staged_record_commit(j->staged_old) >= 0;
-        return staged_record_sync(j->staged_new);
-}
-
-void job_metadata(CreateJob *j) {
-        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+/* The record is in place (r >= 0) or not: the snapshot joins the domain, the reply goes. */
+static void record_committed(CreateJob *j, int r, bool old_committed) {
+        _cleanup_(snapshot_def_freep) SnapshotDef *def = TAKE_PTR(j->record_def);
         Domain *d = j->domain;
         Manager *m = d->manager;
         Snapshot *s = NULL;
-        int r;
 
-        job_progress(j, "metadata", 0, 0);
+        j->old_committed = r >= 0 && old_committed;
 
-        if (j->req.flags & SNAPSHOT_CREATE_NO_METADATA) {
-                log_info("Domain '%s': took snapshot '%s' without metadata.", domain_name(d), j->req.name);
-                job_progress(j, "done", 0, 0);
-                return job_finish(j, "/");
-        }
-
-        r = job_build_def(j, &def);
-        if (r >= 0) {
-                def->current = true;
-                r = staged_still_right(j) ? commit_staged(j) :
-                                            snapshot_store_save(m->state_dir, domain_name(d), def);
-        }
         if (r >= 0)
                 /* Saved with the current mark already: domain_set_current() below only has
-                 * to clear the old one (if the staged write did not). */
+                 * to clear the old one (if the worker did not). */
                 r = snapshot_new(&s, d, TAKE_PTR(def));
         if (r >= 0) {
                 r = domain_add_snapshot(d, s);
@@ -156,7 +237,7 @@ void job_metadata(CreateJob *j) {
         if (r < 0) {
                 /* The guest already writes to the overlays, so they stay; say exactly that. */
                 (void) snapshot_store_remove(m->state_dir, domain_name(d), j->req.name);
-                if (j->old_committed && j->staged_old && d->current)
+                if (j->old_committed && d->current)
                         /* Its mark went with ours: it stays the current one. */
                         (void) snapshot_store_save(m->state_dir, domain_name(d), d->current->def);
                 (void) sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_FAILED,
@@ -184,3 +265,54 @@ void job_metadata(CreateJob *j) {
         job_finish(j, s->path);
 }
 
+static void on_record_committed(int r, void *userdata) {
+        CreateJob *j = userdata;
+        bool old_committed = j->record_io->old_committed;
+
+        j->record_worker = NULL;
+        j->record_io = NULL;
+        record_committed(j, r, old_committed);
+}
+
+void job_metadata(CreateJob *j) {
+        _cleanup_(snapshot_def_freep) SnapshotDef *def = NULL;
+        Domain *d = j->domain;
+        RecordIo *io;
+        int r;
+
+        /* Still staging (QEMU answered first): on_record_staged() comes back here. */
+        if (j->record_worker) {
+                j->metadata_waiting = true;
+                return;
+        }
+        j->metadata_waiting = false;
+        job_progress(j, "metadata", 0, 0);
+
+        if (j->req.flags & SNAPSHOT_CREATE_NO_METADATA) {
+                log_info("Domain '%s': took snapshot '%s' without metadata.", domain_name(d), j->req.name);
+                job_progress(j, "done", 0, 0);
+                return job_finish(j, "/");
+        }
+
+        io = calloc(1, sizeof(RecordIo));
+        r = io ? job_build_def(j, &def) : -ENOMEM;
+        if (r >= 0) {
+                def->current = true;
+                io->commit = true;
+                if (staged_still_right(j)) {
+                        io->rec[0] = TAKE_PTR(j->staged_new);
+                        io->rec[1] = TAKE_PTR(j->staged_old);
+                } else {
+                        /* Nothing staged, or the current snapshot moved since. */
+                        j->staged_new = staged_record_free(j->staged_new);
+                        j->staged_old = staged_record_free(j->staged_old);
+                        r = record_prepare(j, def, io);
+                }
+        }
+        if (r < 0) {
+                record_io_free(io);
+                return record_committed(j, r, false);
+        }
+        j->record_def = TAKE_PTR(def);
+        record_io_start(j, io, on_record_committed);
+}

@@ -9,6 +9,7 @@
 #include "journal.h"
 #include "macro.h"
 #include "path-util.h"
+#include "worker.h"
 #include "xml-util.h"
 
 #define JOURNAL_MAX_SIZE (1024U * 1024U)
@@ -60,17 +61,59 @@ Journal *journal_free(Journal *jn) {
         return NULL;
 }
 
-static int journal_write(Journal *jn) {
-        _cleanup_free_ char *data = NULL;
+struct JournalWrite {
+        char *dir;
+        char *filename;
+        char *data;
+};
+
+void journal_write_free(void *p) {
+        JournalWrite *jw = p;
+
+        if (!jw)
+                return;
+        free(jw->dir);
+        free(jw->filename);
+        free(jw->data);
+        free(jw);
+}
+
+int journal_snapshot(Journal *jn, JournalWrite **ret) {
+        JournalWrite *jw = calloc(1, sizeof(JournalWrite));
+
+        if (!jw)
+                return -ENOMEM;
+        jw->dir = strdup(jn->dir);
+        jw->filename = strdup(jn->filename);
+        jw->data = json_dumps(jn->root, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!jw->dir || !jw->filename || !jw->data) {
+                journal_write_free(jw);
+                return -ENOMEM;
+        }
+        *ret = jw;
+        return 0;
+}
+
+int journal_write_run(void *p) {
+        JournalWrite *jw = p;
         int r;
 
-        r = mkdir_p(jn->dir, 0700);
+        r = mkdir_p(jw->dir, 0700);
         if (r < 0)
                 return r;
-        data = json_dumps(jn->root, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!data)
-                return -ENOMEM;
-        return xml_file_write_atomic(jn->dir, jn->filename, data, strlen(data));
+        return xml_file_write_atomic(jw->dir, jw->filename, jw->data, strlen(jw->data));
+}
+
+static int journal_write(Journal *jn) {
+        JournalWrite *jw = NULL;
+        int r;
+
+        r = journal_snapshot(jn, &jw);
+        if (r < 0)
+                return r;
+        r = journal_write_run(jw);
+        journal_write_free(jw);
+        return r;
 }
 
 int journal_put(Journal *jn, const char *key, json_t *value) {
@@ -105,6 +148,22 @@ int journal_unlink(Journal *jn) {
 
 int journal_unlink_sync(Journal *jn) {
         return fsync_dir(jn->dir);
+}
+
+static int fsync_dir_run(void *dir) {
+        return fsync_dir(dir);
+}
+
+void journal_unlink_sync_later(sd_event *event, Journal *jn) {
+        char *dir = strdup(jn->dir);
+        Worker *w;
+
+        if (dir && worker_start_owned(&w, event, fsync_dir_run, dir, free, NULL, NULL) >= 0) {
+                worker_detach(w);
+                return;
+        }
+        free(dir);
+        (void) journal_unlink_sync(jn);
 }
 
 int journal_load(const char *state_dir, const char *domain, json_t **ret) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <systemd/sd-event.h>
 
 typedef struct Journal Journal;
 
@@ -21,6 +22,13 @@ static inline void journal_freep(Journal **jn) {
  * cost one write. */
 int journal_put(Journal *jn, const char *key, json_t *value);
 int journal_sync(Journal *jn);
+/* journal_sync in two halves, for a caller that writes off the event loop: a copy of the
+ * journal as it is now (on the caller's thread), then its write (any thread; frees nothing:
+ * journal_write_free does). */
+typedef struct JournalWrite JournalWrite;
+int journal_snapshot(Journal *jn, JournalWrite **ret);
+int journal_write_run(void *jw);
+void journal_write_free(void *jw);
 /* Sets key (value taken) and writes the journal through to disk. */
 int journal_set(Journal *jn, const char *key, json_t *value);
 /* The job ended (done or rolled back): the journal goes. */
@@ -30,6 +38,8 @@ int journal_remove(Journal *jn);
  * has recovery redo what is already done. */
 int journal_unlink(Journal *jn);
 int journal_unlink_sync(Journal *jn);
+/* journal_unlink_sync() on a worker nobody waits for (right here if no thread starts). */
+void journal_unlink_sync_later(sd_event *event, Journal *jn);
 
 /* A leftover journal of a domain: -ENOENT when there is none. */
 int journal_load(const char *state_dir, const char *domain, json_t **ret);

@@ -619,13 +619,15 @@ int snapshot_store_remove(const char *state_dir, const char *domain, const char 
 
 struct StagedRecord {
         char *dir;
-        char *tmp;              /* NULL once committed */
+        char *xml;              /* the text, until written */
+        char *tmp;              /* NULL before it is written and once committed */
         char *final;
+        bool committed;
 };
 
-int snapshot_store_stage(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret) {
+int snapshot_store_prepare(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret) {
         _cleanup_(staged_record_freep) StagedRecord *st = NULL;
-        _cleanup_free_ char *filename = NULL, *xml = NULL;
+        _cleanup_free_ char *filename = NULL;
         int r;
 
         if (!def || !ret)
@@ -641,13 +643,40 @@ int snapshot_store_stage(const char *state_dir, const char *domain, const Snapsh
                 return r;
         if (asprintf(&st->final, "%s/%s", st->dir, filename) < 0)
                 return -ENOMEM;
-        r = snapshot_xml_format(def, &xml);
+        r = snapshot_xml_format(def, &st->xml);
         if (r < 0)
                 return r;
+        *ret = TAKE_PTR(st);
+        return 0;
+}
+
+int staged_record_write(StagedRecord *st) {
+        int r;
+
+        if (!st || !st->xml)
+                return -EINVAL;
         r = mkdir_p(st->dir, 0700);
         if (r < 0)
                 return r;
-        r = xml_file_write_temp(st->dir, xml, strlen(xml), &st->tmp);
+        r = xml_file_write_temp(st->dir, st->xml, strlen(st->xml), &st->tmp);
+        if (r < 0)
+                return r;
+        st->xml = mfree(st->xml);
+        return 0;
+}
+
+bool staged_record_written(const StagedRecord *st) {
+        return st && (st->tmp || st->committed);
+}
+
+int snapshot_store_stage(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret) {
+        _cleanup_(staged_record_freep) StagedRecord *st = NULL;
+        int r;
+
+        r = snapshot_store_prepare(state_dir, domain, def, &st);
+        if (r < 0)
+                return r;
+        r = staged_record_write(st);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(st);
@@ -659,8 +688,8 @@ int staged_record_commit(StagedRecord *r) {
                 return -EINVAL;
         if (rename(r->tmp, r->final) < 0)
                 return -errno;
-        free(r->tmp);
-        r->tmp = NULL;
+        r->tmp = mfree(r->tmp);
+        r->committed = true;
         return 0;
 }
 
@@ -688,6 +717,7 @@ StagedRecord *staged_record_free(StagedRecord *r) {
         if (r->tmp)
                 (void) unlink(r->tmp);
         free(r->tmp);
+        free(r->xml);
         free(r->final);
         free(r->dir);
         free(r);

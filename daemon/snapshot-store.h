@@ -3,6 +3,8 @@
  * (<state-dir>/snapshots/<domain>/<snapshot>.xml, written atomically). Never logs. */
 #pragma once
 
+#include <stdbool.h>
+
 #include <stddef.h>
 
 #include "snapshot-def.h"
@@ -32,6 +34,12 @@ int snapshot_store_remove(const char *state_dir, const char *domain, const char 
  * removes. */
 typedef struct StagedRecord StagedRecord;
 int snapshot_store_stage(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret);
+/* The same in two halves, for a caller that writes off the event loop: prepare formats the
+ * record on the caller's thread (no I/O), write puts it in its temporary file and syncs it
+ * (any thread; once). */
+int snapshot_store_prepare(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret);
+int staged_record_write(StagedRecord *r);
+bool staged_record_written(const StagedRecord *r);
 /* Renames it in: visible at once, durable after staged_record_sync() (one directory fsync
  * for every record committed in that domain's directory before it). */
 int staged_record_commit(StagedRecord *r);

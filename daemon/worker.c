@@ -13,6 +13,7 @@
 struct Worker {
         worker_fn fn;
         void *arg;
+        void (*arg_free)(void *arg);    /* NULL: fn owns arg */
         worker_done_fn done;
         void *userdata;
         int result;
@@ -25,6 +26,8 @@ struct Worker {
 static void worker_unref(Worker *w) {
         if (atomic_fetch_sub(&w->refs, 1) != 1)
                 return;
+        if (w->arg_free)
+                w->arg_free(w->arg);
         sd_event_source_disable_unref(w->source);
         if (w->pipe[0] >= 0)
                 close(w->pipe[0]);
@@ -52,13 +55,19 @@ static int on_worker_done(sd_event_source *s, int fd, uint32_t revents, void *us
 
         w->done = NULL;
         (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
-        worker_unref(w);
+        /* Before the last reference goes: done may read what fn left in an owned arg. */
         if (done)
                 done(r, ud);
+        worker_unref(w);
         return 0;
 }
 
 int worker_start(Worker **ret, sd_event *event, worker_fn fn, void *arg, worker_done_fn done, void *userdata) {
+        return worker_start_owned(ret, event, fn, arg, NULL, done, userdata);
+}
+
+int worker_start_owned(Worker **ret, sd_event *event, worker_fn fn, void *arg, void (*arg_free)(void *arg),
+                       worker_done_fn done, void *userdata) {
         pthread_attr_t attr;
         pthread_t thread;
         Worker *w;
@@ -67,7 +76,8 @@ int worker_start(Worker **ret, sd_event *event, worker_fn fn, void *arg, worker_
         w = calloc(1, sizeof(Worker));
         if (!w)
                 return -ENOMEM;
-        *w = (Worker) { .fn = fn, .arg = arg, .done = done, .userdata = userdata, .pipe = { -1, -1 } };
+        *w = (Worker) { .fn = fn, .arg = arg, .arg_free = arg_free, .done = done, .userdata = userdata,
+                        .pipe = { -1, -1 } };
         atomic_init(&w->refs, 1);
 
         if (pipe2(w->pipe, O_CLOEXEC) < 0) {
@@ -91,6 +101,7 @@ int worker_start(Worker **ret, sd_event *event, worker_fn fn, void *arg, worker_
         *ret = w;
         return 0;
 fail:
+        w->arg_free = NULL;     /* still the caller's */
         worker_unref(w);
         return r;
 }

@@ -16,7 +16,10 @@
 #    guest running and nothing left behind; and when snapshotd is killed while the save is
 #    stuck, the restarted one's recovery must free it the same way;
 #  - QEMU refuses to open an overlay while a live save copies RAM (a live save opens its
-#    overlays only then): the save is cancelled, the nodes, files and settings go back.
+#    overlays only then): the save is cancelled, the nodes, files and settings go back;
+#  - the state dir's disk is slow (a write takes 1.5 s) or fails: the daemon keeps answering
+#    while the job's journal and record are written (worker threads), and a journal that
+#    cannot be written fails the job before anything changes.
 
 import errno
 import json
@@ -447,6 +450,77 @@ class FaultsTest(unittest.TestCase):
         p = self.create("after-tx-refused", {"disk-only": v("b", True), "atomic": v("b", True)})
         self.assertTrue(self.bus.get_property(p, SNAPSHOT_IFACE, "IsCurrent"))
         self.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=120)
+
+    def restart_with(self, failpoint):
+        """The daemon again with SNAPSHOTD_FAILPOINT set; without it after the test."""
+        def restart(fp=None):
+            self.bus.stop_daemon()
+            if fp:
+                os.environ["SNAPSHOTD_FAILPOINT"] = fp
+            try:
+                self.bus.start_daemon(self.conf, self.state)
+            finally:
+                os.environ.pop("SNAPSHOTD_FAILPOINT", None)
+            wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "State") == "running", 30, "running")
+        restart(failpoint)
+        self.addCleanup(restart)
+
+    def leftovers(self):
+        d = os.path.join(self.state, "snapshots", "vm1")
+        return [f for f in os.listdir(d) if f.startswith(".")] if os.path.isdir(d) else []
+
+    def test_08_slow_state_dir_keeps_the_daemon_answering(self):
+        """The job's journal and record are written on worker threads: while each write
+        takes 1.5 s (a failpoint standing for an fsync stuck behind another domain's memory
+        image: up to 130 ms on the loop, measured), other calls are answered at once, and the
+        snapshot completes."""
+        self.restart_with("create-journal-write:slow,create-record-write:slow")
+        meta = self.meta()
+        out = []
+
+        def create():
+            try:
+                out.append(self.create("slow-disk", {"disk-only": v("b", True), "atomic": v("b", True)}))
+            except BusError as e:
+                out.append(e)
+
+        t = threading.Thread(target=create)
+        t.start()
+        waits, jobs = [], set()
+        while t.is_alive():
+            t0 = time.monotonic()
+            self.bus.call(MANAGER_PATH, MANAGER_IFACE, "ListDomains")
+            jobs.add(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"))
+            waits.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        t.join()
+        self.assertIsInstance(out[0], str, out[0])
+        self.assertIn("snapshot-create", jobs)
+        # journal, staging and commit: three slow writes, ~4.5 s of asking
+        self.assertGreater(len(waits), 30, waits)
+        self.assertLess(max(waits), 0.5, waits)
+        self.assertEqual(self.meta(), sorted(meta + ["slow-disk.xml"]))
+        self.assertTrue(self.bus.get_property(out[0], SNAPSHOT_IFACE, "IsCurrent"))
+        self.assertFalse(self.journal())
+        self.assertEqual(self.leftovers(), [])
+        self.bus.call(out[0], SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=120)
+
+    def test_09_journal_write_fails(self):
+        """The journal cannot be written: the job fails before changing anything."""
+        self.restart_with("create-journal-write:error")
+        meta, files = self.meta(), sorted(os.listdir(self.images))
+        nodes = sorted(n["node-name"] for n in self.guest.qmp("query-named-block-nodes"))
+        with self.assertRaises(BusError) as cm:
+            self.create("no-journal", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed", cm.exception.message)
+        self.assertIn("Cannot write the job journal", cm.exception.message)
+        self.assertEqual(self.meta(), meta)
+        self.assertEqual(sorted(os.listdir(self.images)), files)
+        self.assertEqual(sorted(n["node-name"] for n in self.guest.qmp("query-named-block-nodes")), nodes)
+        self.assertFalse(self.journal())
+        self.assertEqual(self.leftovers(), [])
+        self.assertEqual(self.guest.status(), "running")
+        self.assertEqual(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"), "")
 
 
 if __name__ == "__main__":
