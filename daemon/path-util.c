@@ -224,6 +224,10 @@ int mkdir_p(const char *path, unsigned mode) {
 
         if (isempty(path))
                 return -EINVAL;
+        /* Mostly it is there already (every journal and record write asks): one stat()
+         * instead of a mkdir() and a stat() per component. */
+        if (stat(path, &st) == 0)
+                return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
         p = strdup(path);
         if (!p)
                 return -ENOMEM;

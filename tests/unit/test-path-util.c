@@ -106,9 +106,38 @@ static void files(void) {
         rmdir(dir);
 }
 
+static void directories(void) {
+        char dir[] = "/tmp/test-path-util-XXXXXX";
+        _cleanup_free_ char *deep = NULL, *file = NULL, *under_file = NULL;
+        struct stat st;
+        int fd;
+
+        CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+        CHECK(asprintf(&deep, "%s/a/b/c", dir) > 0 && asprintf(&file, "%s/f", dir) > 0 &&
+              asprintf(&under_file, "%s/f/g", dir) > 0, "asprintf");
+        CHECK(mkdir_p(deep, 0700) == 0, "mkdir_p of a new chain");
+        CHECK(stat(deep, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700, "made, 0700");
+        CHECK(mkdir_p(deep, 0700) == 0, "mkdir_p of an existing one");
+        fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        CHECK(fd >= 0, "a file");
+        if (fd >= 0)
+                close(fd);
+        CHECK(mkdir_p(file, 0700) == -ENOTDIR, "a file where the directory would be");
+        CHECK(mkdir_p(under_file, 0700) == -ENOTDIR, "a file on the way");
+        CHECK(mkdir_p("", 0700) == -EINVAL, "empty");
+        unlink(file);
+        rmdir(deep);
+        *strrchr(deep, '/') = 0;
+        rmdir(deep);
+        *strrchr(deep, '/') = 0;
+        rmdir(deep);
+        rmdir(dir);
+}
+
 int main(void) {
         names();
         resolving();
         files();
+        directories();
         return unit_done("test-path-util");
 }
