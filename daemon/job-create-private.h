@@ -141,6 +141,8 @@ struct CreateJob {
         json_t *saved_caps;     /* migration capabilities and parameters we changed */
         json_t *saved_params;
         bool kvm;               /* query-kvm: the guest runs under KVM (not TCG) */
+        bool settings_read;     /* saved_caps, saved_params, kvm read (with the cache check) */
+        bool settings_early;    /* ... asked for in the cache check's batch */
         bool migration_changed;
         bool migration_started;
         bool sync_pending, restore_pending;     /* the image syncs while the settings go back */
@@ -224,6 +226,13 @@ int job_adds_failed(CreateJob *j);                      /* fails the job (< 0) i
 /* Reads QEMU's migration capabilities and parameters that a save changes (saved_caps,
  * saved_params), then runs then (or fails the job). */
 void job_memory_read_settings(CreateJob *j, batch_end_fn then);
+/* The same reads riding in another batch (the disk cache's check), tagged from tag_base:
+ * replies to job_memory_setting_reply(tag - tag_base), then job_memory_settings_early_end()
+ * in the batch's end, after which job_memory_read_settings() has nothing left to ask. */
+#define JOB_MEMORY_SETTINGS_CALLS 3
+void job_memory_settings_calls(CreateJob *j, size_t tag_base);
+void job_memory_setting_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError *err);
+void job_memory_settings_early_end(CreateJob *j);
 /* job-sync.c */
 void job_sync_next(CreateJob *j);          /* STEP_SYNC */
 /* job-record.c */

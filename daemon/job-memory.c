@@ -230,7 +230,7 @@ static void memory_advance(CreateJob *j, MemoryStep next) {
 
 enum { SETTING_CAPS, SETTING_PARAMS, SETTING_ACCEL };
 
-static void on_read_setting(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
+void job_memory_setting_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
         size_t i;
         json_t *c;
 
@@ -243,11 +243,13 @@ static void on_read_setting(CreateJob *j, size_t tag, json_t *reply, const QmpEr
                 return job_batch_note_error(j, tag == SETTING_CAPS ? "Cannot read migration capabilities" :
                                             "Cannot read migration parameters", err);
         if (tag == SETTING_PARAMS) {
+                json_decref(j->saved_params);
                 j->saved_params = json_pack("{s:O?, s:O?}",
                                             "max-bandwidth", json_object_get(reply, "max-bandwidth"),
                                             "downtime-limit", json_object_get(reply, "downtime-limit"));
                 return;
         }
+        json_decref(j->saved_caps);
         j->saved_caps = json_array();
         json_array_foreach(reply, i, c)
                 for (size_t k = 0; j->saved_caps && k < ELEMENTSOF(our_caps); k++)
@@ -269,13 +271,27 @@ static void on_read_settings_end(CreateJob *j) {
         j->batch_then(j);
 }
 
+void job_memory_settings_calls(CreateJob *j, size_t tag_base) {
+        job_batch_call(j, "query-migrate-capabilities", NULL, tag_base + SETTING_CAPS);
+        job_batch_call(j, "query-migrate-parameters", NULL, tag_base + SETTING_PARAMS);
+        job_batch_call(j, "query-kvm", NULL, tag_base + SETTING_ACCEL);
+}
+
+void job_memory_settings_early_end(CreateJob *j) {
+        /* Any doubt (an error, a capability missing): read again in the usual place, which
+         * says what went wrong. */
+        j->settings_read = !j->batch_error && j->batch.send_error >= 0 && j->saved_caps && j->saved_params &&
+                           json_array_size(j->saved_caps) == ELEMENTSOF(our_caps);
+        j->batch_error = mfree(j->batch_error);
+}
+
 void job_memory_read_settings(CreateJob *j, batch_end_fn then) {
-        if (job_batch_begin(j, 3, on_read_setting, on_read_settings_end) < 0)
+        if (j->settings_read)
+                return then(j);
+        if (job_batch_begin(j, 3, job_memory_setting_reply, on_read_settings_end) < 0)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         j->batch_then = then;
-        job_batch_call(j, "query-migrate-capabilities", NULL, SETTING_CAPS);
-        job_batch_call(j, "query-migrate-parameters", NULL, SETTING_PARAMS);
-        job_batch_call(j, "query-kvm", NULL, SETTING_ACCEL);
+        job_memory_settings_calls(j, 0);
         job_batch_send(j);
 }
 
