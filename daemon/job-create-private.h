@@ -142,7 +142,6 @@ struct CreateJob {
         json_t *saved_params;
         bool kvm;               /* query-kvm: the guest runs under KVM (not TCG) */
         bool settings_read;     /* saved_caps, saved_params, kvm read (with the cache check) */
-        bool settings_early;    /* ... asked for in the cache check's batch */
         bool migration_changed;
         bool migration_started;
         bool sync_pending, restore_pending;     /* the image syncs while the settings go back */

@@ -556,6 +556,11 @@ static void on_inspect_cpus(CreateJob *j, json_t *reply, const QmpError *err) {
 /* Tags of the cache check's batch: its disks, then (a memory save) the migration settings. */
 #define VERIFY_SETTINGS_TAG ((size_t) 1 << 16)
 
+/* An external memory save: its migration settings ride in the cache check's batch. */
+static bool settings_with_verify(const CreateJob *j) {
+        return j->req.memory == SNAPSHOT_LOCATION_EXTERNAL && !(j->req.flags & SNAPSHOT_CREATE_DISK_ONLY);
+}
+
 static void on_verify_reply(CreateJob *j, size_t i, json_t *reply, const QmpError *err) {
         DiskCache *c = &j->domain->disk_cache;
 
@@ -566,7 +571,7 @@ static void on_verify_reply(CreateJob *j, size_t i, json_t *reply, const QmpErro
 }
 
 static void on_verify_end(CreateJob *j) {
-        if (j->settings_early)
+        if (settings_with_verify(j))
                 job_memory_settings_early_end(j);
         j->step = STEP_VERIFY_CACHE;
         job_next(j);
@@ -580,13 +585,12 @@ static void verify_cache(CreateJob *j) {
         const DiskCache *c = &j->domain->disk_cache;
 
         j->cache_checked = true;
-        j->settings_early = j->req.memory == SNAPSHOT_LOCATION_EXTERNAL && !(j->req.flags & SNAPSHOT_CREATE_DISK_ONLY);
-        if (job_batch_begin(j, c->n_disks + (j->settings_early ? JOB_MEMORY_SETTINGS_CALLS : 0), on_verify_reply,
-                            on_verify_end) < 0)
+        if (job_batch_begin(j, c->n_disks + (settings_with_verify(j) ? JOB_MEMORY_SETTINGS_CALLS : 0),
+                            on_verify_reply, on_verify_end) < 0)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         for (size_t i = 0; i < c->n_disks; i++)
                 job_batch_call(j, "qom-get", json_pack("{s:s, s:s}", "path", c->disks[i].qom_path, "property", "drive"), i);
-        if (j->settings_early)
+        if (settings_with_verify(j))
                 job_memory_settings_calls(j, VERIFY_SETTINGS_TAG);
         if (j->batch.send_error < 0)
                 j->cache_stale = true;
@@ -722,16 +726,10 @@ static void job_begin(CreateJob *j) {
         r = job_journal_begin(j);
         if (r >= 0)
                 r = journal_snapshot(j->journal, &jw);
-        if (r >= 0 && worker_start_owned(&j->journal_worker, j->domain->manager->event, journal_write_job, jw,
-                                         journal_write_free, on_journal_written, j) >= 0)
-                return;
-        /* No thread: here. */
-        j->journal_worker = NULL;
-        if (jw) {
-                r = journal_write_job(jw);
-                journal_write_free(jw);
-        }
-        on_journal_written(r, j);
+        if (r < 0)
+                return on_journal_written(r, j);
+        worker_start_or_run(&j->journal_worker, j->domain->manager->event, journal_write_job, jw,
+                            journal_write_free, on_journal_written, j);
 }
 
 static void on_check_agent(CreateJob *j, json_t *reply, const QmpError *err) {

@@ -132,12 +132,8 @@ static int record_io_run(void *p) {
  * The caller returns after this. */
 static void record_io_start(CreateJob *j, RecordIo *io, worker_done_fn done) {
         j->record_io = io;
-        if (worker_start_owned(&j->record_worker, j->domain->manager->event, record_io_run, io, record_io_free,
-                               done, j) >= 0)
-                return;
-        j->record_worker = NULL;
-        done(record_io_run(io), j);
-        record_io_free(io);
+        worker_start_or_run(&j->record_worker, j->domain->manager->event, record_io_run, io, record_io_free,
+                            done, j);
 }
 
 void job_record_detach(CreateJob *j) {
@@ -167,6 +163,13 @@ static int record_prepare(CreateJob *j, const SnapshotDef *def, RecordIo *io) {
         return r;
 }
 
+/* Staging did not happen: job_metadata() writes the record the slow way. */
+static void staging_failed(CreateJob *j, int r) {
+        log_debug_errno(r, "Domain '%s': cannot stage the record of '%s', writing it at the end: %m",
+                        domain_name(j->domain), j->req.name);
+        j->staged_parent = NULL;
+}
+
 static void on_record_staged(int r, void *userdata) {
         CreateJob *j = userdata;
         RecordIo *io = j->record_io;
@@ -176,11 +179,8 @@ static void on_record_staged(int r, void *userdata) {
         if (r >= 0) {
                 j->staged_new = TAKE_PTR(io->rec[0]);
                 j->staged_old = TAKE_PTR(io->rec[1]);
-        } else {
-                log_debug_errno(r, "Domain '%s': cannot stage the record of '%s', writing it at the end: %m",
-                                domain_name(j->domain), j->req.name);
-                j->staged_parent = NULL;
-        }
+        } else
+                staging_failed(j, r);
         if (j->finish_waiting)
                 return job_finish(j, NULL);
         if (j->metadata_waiting)
@@ -202,8 +202,7 @@ void job_record_stage(CreateJob *j) {
                 r = record_prepare(j, def, io);
         }
         if (r < 0) {
-                log_debug_errno(r, "Domain '%s': cannot stage the record of '%s', writing it at the end: %m",
-                                domain_name(j->domain), j->req.name);
+                staging_failed(j, r);
                 record_io_free(io);
                 return;
         }

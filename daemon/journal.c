@@ -158,12 +158,12 @@ void journal_unlink_sync_later(sd_event *event, Journal *jn) {
         char *dir = strdup(jn->dir);
         Worker *w;
 
-        if (dir && worker_start_owned(&w, event, fsync_dir_run, dir, free, NULL, NULL) >= 0) {
-                worker_detach(w);
+        if (!dir) {
+                (void) journal_unlink_sync(jn);
                 return;
         }
-        free(dir);
-        (void) journal_unlink_sync(jn);
+        worker_start_or_run(&w, event, fsync_dir_run, dir, free, NULL, NULL);
+        worker_detach(w);
 }
 
 int journal_load(const char *state_dir, const char *domain, json_t **ret) {

@@ -622,7 +622,6 @@ struct StagedRecord {
         char *xml;              /* the text, until written */
         char *tmp;              /* NULL before it is written and once committed */
         char *final;
-        bool committed;
 };
 
 int snapshot_store_prepare(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret) {
@@ -666,7 +665,7 @@ int staged_record_write(StagedRecord *st) {
 }
 
 bool staged_record_written(const StagedRecord *st) {
-        return st && (st->tmp || st->committed);
+        return st && !st->xml;
 }
 
 int snapshot_store_stage(const char *state_dir, const char *domain, const SnapshotDef *def, StagedRecord **ret) {
@@ -689,7 +688,6 @@ int staged_record_commit(StagedRecord *r) {
         if (rename(r->tmp, r->final) < 0)
                 return -errno;
         r->tmp = mfree(r->tmp);
-        r->committed = true;
         return 0;
 }
 

@@ -106,6 +106,20 @@ fail:
         return r;
 }
 
+void worker_start_or_run(Worker **ret, sd_event *event, worker_fn fn, void *arg, void (*arg_free)(void *arg),
+                         worker_done_fn done, void *userdata) {
+        int r;
+
+        if (worker_start_owned(ret, event, fn, arg, arg_free, done, userdata) >= 0)
+                return;
+        *ret = NULL;
+        r = fn(arg);
+        if (done)
+                done(r, userdata);
+        if (arg_free)
+                arg_free(arg);
+}
+
 void worker_detach(Worker *w) {
         if (!w)
                 return;

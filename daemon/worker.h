@@ -18,5 +18,9 @@ int worker_start(Worker **ret, sd_event *event, worker_fn fn, void *arg, worker_
  * ends), so done can read what fn left in it. On failure arg stays the caller's. */
 int worker_start_owned(Worker **ret, sd_event *event, worker_fn fn, void *arg, void (*arg_free)(void *arg),
                        worker_done_fn done, void *userdata);
+/* worker_start_owned(), or when no thread starts, fn(arg) and done right here (*ret NULL),
+ * then arg_free(arg). The caller returns after this: done may have ended its job. */
+void worker_start_or_run(Worker **ret, sd_event *event, worker_fn fn, void *arg, void (*arg_free)(void *arg),
+                         worker_done_fn done, void *userdata);
 /* Forgets the worker: done is never called. The thread finishes on its own and cleans up. */
 void worker_detach(Worker *w);

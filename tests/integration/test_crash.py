@@ -77,12 +77,7 @@ class CrashTest(snaptest.SharedTestCase):
 
     def restart(self, failpoint=None):
         S.bus.stop_daemon()
-        if failpoint:
-            os.environ["SNAPSHOTD_FAILPOINT"] = failpoint
-        try:
-            S.bus.start_daemon(S.config_dir, S.state_dir)
-        finally:
-            os.environ.pop("SNAPSHOTD_FAILPOINT", None)
+        S.bus.start_daemon(S.config_dir, S.state_dir, failpoint=failpoint)
 
     def run_case(self, kind, step, n):
         opts, _ = CASES[kind]

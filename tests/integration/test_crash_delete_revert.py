@@ -87,12 +87,7 @@ class CrashDeleteRevertTest(snaptest.SharedTestCase):
 
     def restart(self, failpoint=None):
         S.bus.stop_daemon()
-        if failpoint:
-            os.environ["SNAPSHOTD_FAILPOINT"] = failpoint + ":abort"
-        try:
-            S.bus.start_daemon(S.config_dir, S.state_dir)
-        finally:
-            os.environ.pop("SNAPSHOTD_FAILPOINT", None)
+        S.bus.start_daemon(S.config_dir, S.state_dir, failpoint=failpoint and failpoint + ":abort")
         wait_until(lambda: S.bus.get_property(S.dom, DOMAIN_IFACE, "State") in ("running", "paused"), 20,
                    "connected")
 

@@ -455,12 +455,7 @@ class FaultsTest(unittest.TestCase):
         """The daemon again with SNAPSHOTD_FAILPOINT set; without it after the test."""
         def restart(fp=None):
             self.bus.stop_daemon()
-            if fp:
-                os.environ["SNAPSHOTD_FAILPOINT"] = fp
-            try:
-                self.bus.start_daemon(self.conf, self.state)
-            finally:
-                os.environ.pop("SNAPSHOTD_FAILPOINT", None)
+            self.bus.start_daemon(self.conf, self.state, failpoint=fp)
             wait_until(lambda: self.bus.get_property(self.dom, DOMAIN_IFACE, "State") == "running", 30, "running")
         restart(failpoint)
         self.addCleanup(restart)
@@ -501,6 +496,12 @@ class FaultsTest(unittest.TestCase):
         self.assertLess(max(waits), 0.5, waits)
         self.assertEqual(self.meta(), sorted(meta + ["slow-disk.xml"]))
         self.assertTrue(self.bus.get_property(out[0], SNAPSHOT_IFACE, "IsCurrent"))
+        # QEMU's devices run on the overlays the record names, and they are on disk
+        overlays = {d[2] for d in self.bus.get_property(out[0], SNAPSHOT_IFACE, "Disks") if d[2]}
+        tops = {d["inserted"]["image"]["filename"] for d in self.guest.qmp("query-block") if d.get("inserted")}
+        self.assertEqual(len(overlays), 2, overlays)
+        self.assertLessEqual(overlays, tops)
+        self.assertTrue(all(os.path.isfile(f) for f in overlays), overlays)
         self.assertFalse(self.journal())
         self.assertEqual(self.leftovers(), [])
         self.bus.call(out[0], SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=120)

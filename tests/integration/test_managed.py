@@ -351,11 +351,7 @@ class ManagedTest(unittest.TestCase):
                 self.marker("after-kx")
                 overlays = sorted(f for f in os.listdir(S.images) if ".r" in f)
                 self.assertEqual(S.bus.stop_daemon(), 0)
-                os.environ["SNAPSHOTD_FAILPOINT"] = step + ":abort"
-                try:
-                    S.bus.start_daemon(S.conf, S.state, ["--runtime-dir=" + S.runtime])
-                finally:
-                    os.environ.pop("SNAPSHOTD_FAILPOINT")
+                S.bus.start_daemon(S.conf, S.state, ["--runtime-dir=" + S.runtime], failpoint=step + ":abort")
                 wait_until(lambda: self.state() == "running", 20, "re-attached")
                 with self.assertRaises(BusError) as cm:
                     S.bus.call(kx, SNAPSHOT_IFACE, "Revert", "t", (0,), timeout=120)

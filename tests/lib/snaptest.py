@@ -706,7 +706,9 @@ class Bus:
         self.stop()
 
     # the daemon
-    def start_daemon(self, config_dir, state_dir, extra_args=(), timeout=None):
+    def start_daemon(self, config_dir, state_dir, extra_args=(), timeout=None, failpoint=None):
+        """Start snapshotd and wait for its bus name. failpoint: its SNAPSHOTD_FAILPOINT
+        ("name:action[,...]", see daemon/failpoint.h), for this daemon only."""
         exe = os.environ.get("SNAPSHOTD")
         require(exe and os.access(exe, os.X_OK), "SNAPSHOTD does not name the built daemon")
         wrapper = shlex.split(os.environ.get("SNAPSHOTD_TEST_WRAPPER", ""))
@@ -718,8 +720,12 @@ class Bus:
         log = open(self.daemon_log, "a")
         log.write("+ %s\n" % " ".join(shlex.quote(x) for x in argv))
         log.flush()
+        env = dict(os.environ)
+        env.pop("SNAPSHOTD_FAILPOINT", None)
+        if failpoint:
+            env["SNAPSHOTD_FAILPOINT"] = failpoint
         self.daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT)
+                                       stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while not self.name_has_owner(BUS_NAME):
