@@ -26,6 +26,7 @@
 typedef enum MemoryStep {
         MEMORY_SET,             /* capabilities and parameters, pipelined */
         MEMORY_GETFD,
+        MEMORY_SETUP_PAUSE,     /* single pass (TCG, QEMU < 9.0): stop before migrate */
         MEMORY_MIGRATE,
         MEMORY_WAIT,            /* until pre-switchover (or failure) */
         MEMORY_CONTINUE,        /* after the disks: migrate-continue, wait for completed */
@@ -141,7 +142,11 @@ struct CreateJob {
         json_t *saved_caps;     /* migration capabilities and parameters we changed */
         json_t *saved_params;
         bool kvm;               /* query-kvm: the guest runs under KVM (not TCG) */
-        bool settings_read;     /* saved_caps, saved_params, kvm read (with the cache check) */
+        int qemu_major;         /* query-version (0: unknown) */
+        bool settings_read;     /* saved_caps, saved_params, kvm, version read (with the cache check) */
+        bool single_pass;       /* live under TCG on QEMU < 9.0: see job-memory.c */
+        bool setup_paused;      /* single pass: stopped until QEMU's setup is done */
+        bool ev_active;         /* single pass: MIGRATION "active" seen, not acted on yet */
         bool migration_changed;
         bool migration_started;
         bool sync_pending, restore_pending;     /* the image syncs while the settings go back */
@@ -228,7 +233,7 @@ void job_memory_read_settings(CreateJob *j, batch_end_fn then);
 /* The same reads riding in another batch (the disk cache's check), tagged from tag_base:
  * replies to job_memory_setting_reply(tag - tag_base), then job_memory_settings_early_end()
  * in the batch's end, after which job_memory_read_settings() has nothing left to ask. */
-#define JOB_MEMORY_SETTINGS_CALLS 3
+#define JOB_MEMORY_SETTINGS_CALLS 4
 void job_memory_settings_calls(CreateJob *j, size_t tag_base);
 void job_memory_setting_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError *err);
 void job_memory_settings_early_end(CreateJob *j);

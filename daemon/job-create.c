@@ -1171,8 +1171,11 @@ void job_undo_next(CreateJob *j) {
 
                 case UNDO_RESUME:
                         j->undo_step++;
+                        /* A single pass began with the guest stopped: QEMU, thinking it
+                         * paused, does not resume it after a failed final pass (a "cont" of
+                         * a running guest does nothing). */
                         if (j->was_running && (j->paused || j->escalated || j->migration_done ||
-                                                j->at_switchover || j->internal_concluded)) {
+                                                j->at_switchover || j->internal_concluded || j->single_pass)) {
                                 j->paused = false;
                                 j->at_switchover = false;
                                 job_progress(j, "resume", 0, 0);

@@ -10,6 +10,20 @@
  * the transaction; the fsync of the image and the rewrite of its magic to LibvirtQemudSave
  * happen after it runs again, in a worker thread.
  *
+ * Under TCG, QEMU before 9.0 loses guest writes in a live save: after each sync of its dirty
+ * bitmap it leaves the vCPU's TLB entries as they were, and stores through an entry that had
+ * already marked its page dirty mark nothing again (fixed upstream by "physmem: Fix migration
+ * dirty bitmap coherency with TCG memory access", 9.0). A page written after a sync and sent
+ * before the next one is then never sent again: the image restores to a corrupt guest. So
+ * there a live save runs as a single pass, with QEMU syncing the bitmap only twice, each time
+ * with the guest stopped: the guest is stopped before migrate and resumed once QEMU says
+ * "active" (its setup, with the first sync, is done; starting the dirty log flushed the
+ * TLBs), and downtime-limit 0 keeps QEMU from syncing while it copies (it syncs in the middle
+ * only to check whether what is left fits the limit). Every write after the first sync goes
+ * through a fresh TLB entry, so its page is dirty at the final sync, which runs with the
+ * guest stopped at pre-switchover as always. The cost: a few ms of pause at the start, and
+ * a final pass holding everything written during the copy (no auto-converge without syncs).
+ *
  * Migration settings are QEMU-wide and outlive us: the ones we change (capabilities events,
  * pause-before-switchover, auto-converge; parameters max-bandwidth, downtime-limit) are read
  * first and put back afterwards, on every path.
@@ -54,6 +68,7 @@ static void cancel_save(CreateJob *j);
 static void migration_ended(CreateJob *j);
 static json_t *saved_caps_args(CreateJob *j);
 static void on_restore_caps(CreateJob *j, json_t *reply, const QmpError *err);
+static void on_setup_resume(CreateJob *j, json_t *reply, const QmpError *err);
 
 static bool job_is_live(CreateJob *j) {
         return j->req.flags & SNAPSHOT_CREATE_LIVE;
@@ -200,6 +215,11 @@ static void memory_check_events(CreateJob *j) {
         if (j->abort_requested && j->step == STEP_MEMORY)
                 return;
 
+        /* A single pass: QEMU's setup is done, the guest may run while it copies. */
+        if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && j->setup_paused && j->ev_active) {
+                j->ev_active = false;
+                return job_qmp(j, "cont", NULL, on_setup_resume);
+        }
         if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && j->ev_switchover && !j->adds_pending) {
                 j->ev_switchover = false;
                 j->at_switchover = true;
@@ -228,7 +248,10 @@ static void memory_advance(CreateJob *j, MemoryStep next) {
 /* ---- QEMU's migration settings: read before the journal, set, put back ----
  * Each pair goes out pipelined (job_batch_*). */
 
-enum { SETTING_CAPS, SETTING_PARAMS, SETTING_ACCEL };
+enum { SETTING_CAPS, SETTING_PARAMS, SETTING_ACCEL, SETTING_VERSION };
+
+/* The first QEMU with the TCG dirty-tracking fix (the comment at the top). */
+#define QEMU_TCG_DIRTY_FIXED_MAJOR 9
 
 void job_memory_setting_reply(CreateJob *j, size_t tag, json_t *reply, const QmpError *err) {
         size_t i;
@@ -237,6 +260,11 @@ void job_memory_setting_reply(CreateJob *j, size_t tag, json_t *reply, const Qmp
         if (tag == SETTING_ACCEL) {
                 /* Unknown (an error) counts as TCG: the careful choice (set_settings). */
                 j->kvm = !err && json_is_true(json_object_get(reply, "enabled"));
+                return;
+        }
+        if (tag == SETTING_VERSION) {
+                /* Unknown stays 0: an old QEMU, the careful choice again. */
+                j->qemu_major = err ? 0 : (int) json_integer_value(json_object_get(json_object_get(reply, "qemu"), "major"));
                 return;
         }
         if (err)
@@ -275,6 +303,7 @@ void job_memory_settings_calls(CreateJob *j, size_t tag_base) {
         job_batch_call(j, "query-migrate-capabilities", NULL, tag_base + SETTING_CAPS);
         job_batch_call(j, "query-migrate-parameters", NULL, tag_base + SETTING_PARAMS);
         job_batch_call(j, "query-kvm", NULL, tag_base + SETTING_ACCEL);
+        job_batch_call(j, "query-version", NULL, tag_base + SETTING_VERSION);
 }
 
 void job_memory_settings_early_end(CreateJob *j) {
@@ -288,7 +317,7 @@ void job_memory_settings_early_end(CreateJob *j) {
 void job_memory_read_settings(CreateJob *j, batch_end_fn then) {
         if (j->settings_read)
                 return then(j);
-        if (job_batch_begin(j, 3, job_memory_setting_reply, on_read_settings_end) < 0)
+        if (job_batch_begin(j, JOB_MEMORY_SETTINGS_CALLS, job_memory_setting_reply, on_read_settings_end) < 0)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         j->batch_then = then;
         job_memory_settings_calls(j, 0);
@@ -315,22 +344,24 @@ static void on_set_settings_end(CreateJob *j) {
 static void set_settings(CreateJob *j) {
         json_t *params;
 
+        j->single_pass = job_is_live(j) && !j->kvm && j->qemu_major < QEMU_TCG_DIRTY_FIXED_MAJOR;
         if (job_batch_begin(j, 2, on_set_setting, on_set_settings_end) < 0)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
         job_batch_call(j, "migrate-set-capabilities",
                        json_pack("{s:[{s:s,s:b},{s:s,s:b},{s:s,s:b}]}", "capabilities",
                                  "capability", "events", "state", 1,
                                  "capability", "pause-before-switchover", "state", 1,
-                                 "capability", "auto-converge", "state", job_is_live(j)),
+                                 "capability", "auto-converge", "state", job_is_live(j) && !j->single_pass),
                        SETTING_CAPS);
         /* QEMU's default bandwidth cap (128 MiB/s) is for networks, not a local file. */
         params = json_pack("{s:I}", "max-bandwidth", (json_int_t) INT64_MAX / 8);
-        /* A short pause needs a low downtime limit, which makes QEMU run more passes. Under
-         * TCG, QEMU 7.2 then loses dirty pages: with an unbounded bandwidth and a 20 or 100 ms
-         * limit, half the live images of a dirtying guest restored to a guest that crashed at
-         * once (by hand, without snapshotd; its default limit: none in 12 tries). So under TCG
-         * QEMU's own limit stays, and the pause is what its final pass takes. */
-        if (params && job_is_live(j) && j->kvm)
+        /* A short pause needs a low downtime limit, which makes QEMU run more passes: under
+         * KVM. A single pass (the comment at the top) needs 0: QEMU never syncs mid-copy.
+         * Under TCG on a fixed QEMU its own limit stays, as it was before the cause was known
+         * (not tried here: Debian 12 has 7.2). */
+        if (params && j->single_pass)
+                json_object_set_new(params, "downtime-limit", json_integer(0));
+        else if (params && job_is_live(j) && j->kvm)
                 json_object_set_new(params, "downtime-limit", json_integer(LIVE_DOWNTIME_MS));
         job_batch_call(j, "migrate-set-parameters", params, SETTING_PARAMS);
         job_batch_send(j);
@@ -340,7 +371,27 @@ static void on_getfd(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err)
                 return job_fail_qmp(j, "Cannot pass the memory image to QEMU (getfd)", err);
         j->fd_added = true;
+        memory_advance(j, j->single_pass && j->domain->state == DOMAIN_STATE_RUNNING ? MEMORY_SETUP_PAUSE :
+                          MEMORY_MIGRATE);
+}
+
+static void on_setup_pause(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot pause the guest for the save's setup (stop)", err);
+        j->paused = true;
+        j->setup_paused = true;
         memory_advance(j, MEMORY_MIGRATE);
+}
+
+static void on_setup_resume(CreateJob *j, json_t *reply, const QmpError *err) {
+        if (err)
+                return job_fail_qmp(j, "Cannot resume the guest after the save's setup (cont)", err);
+        j->paused = false;
+        j->setup_paused = false;
+        if (j->stop_usec && j->resume_usec > j->stop_usec)
+                log_debug("Domain '%s': guest paused %.1f ms for the setup of the live save (single pass).",
+                          domain_name(j->domain), (double) (j->resume_usec - j->stop_usec) / 1000.0);
+        memory_check_events(j);
 }
 
 static void on_early_end_query(Qmp *q, json_t *reply, const QmpError *err, void *userdata) {
@@ -474,6 +525,8 @@ void job_memory_next(CreateJob *j) {
                                         "Cannot create memory image '%s': %s", j->memory_file, strerror(-r));
                 snprintf(j->fdname, sizeof(j->fdname), "sd%s-mem", j->tag);
                 return job_qmp_fd(j, "getfd", json_pack("{s:s}", "fdname", j->fdname), j->memory_fd, on_getfd);
+        case MEMORY_SETUP_PAUSE:
+                return job_qmp(j, "stop", NULL, on_setup_pause);
         case MEMORY_MIGRATE: {
                 _cleanup_free_ char *uri = NULL;
 
@@ -536,6 +589,8 @@ void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
 
         if (streq(status, "pre-switchover"))
                 j->ev_switchover = true;
+        else if (streq(status, "active") && j->setup_paused)
+                j->ev_active = true;
         else if (streq(status, "completed"))
                 j->ev_completed = true;
         memory_check_events(j);

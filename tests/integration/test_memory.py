@@ -129,6 +129,14 @@ class MemoryTest(snaptest.SharedTestCase):
                 g2.qmp("cont")
             self.assertEqual(g2.status(), "running")
             g2.agent("guest-ping", timeout=30)
+            # a corrupt image can still answer once: let the restored guest run a little
+            time.sleep(2)
+            g2.agent("guest-ping", timeout=30)
+            self.assertEqual(g2.status(), "running")
+            with open(g2.console_log, errors="replace") as f:
+                console = f.read()
+            for bad in ("BUG:", "Oops", "Kernel panic", "general protection"):
+                self.assertNotIn(bad, console, console[-3000:])
         finally:
             g2.stop()
 
@@ -182,12 +190,20 @@ class MemoryTest(snaptest.SharedTestCase):
         mem = [x[2] for x in prog if x[1] == "memory" and x[2] > 0]
         self.assertEqual(mem, sorted(mem))
 
-        # the guest was paused by QEMU (STOP) and resumed (RESUME) once, briefly
+        # the guest was paused by QEMU (STOP) and resumed (RESUME) once, briefly; under TCG
+        # (QEMU < 9.0 loses writes in a multi-pass save, job-memory.c) also for QEMU's setup
+        # of a single-pass save, before the copy
         ev = [e for e in S.guest.events[n0:] if e["event"] in ("STOP", "RESUME")]
-        self.assertEqual([e["event"] for e in ev], ["STOP", "RESUME"])
+        single_pass = S.guest.accel == "tcg" and S.guest.qmp("query-version")["qemu"]["major"] < 9
+        self.assertEqual([e["event"] for e in ev], ["STOP", "RESUME"] * (2 if single_pass else 1))
         ts = lambda e: e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
-        pause_ms = (ts(ev[1]) - ts(ev[0])) * 1000
-        sys.stderr.write("live checkpoint: guest paused %.1f ms\n" % pause_ms)
+        pauses = ["%.1f ms" % ((ts(ev[i + 1]) - ts(ev[i])) * 1000) for i in range(0, len(ev), 2)]
+        sys.stderr.write("live checkpoint: guest paused %s\n" % " + ".join(pauses))
+        if single_pass:
+            # between the two pauses the guest ran while QEMU copied its memory
+            migr = [e for e in S.guest.events[n0:] if e["event"] == "MIGRATION"]
+            active = [ts(e) for e in migr if e["data"]["status"] == "active"]
+            self.assertTrue(active and ts(ev[0]) <= active[0] <= ts(ev[1]), (pauses, migr))
 
         self.check_restorable(image, h)
 
@@ -239,6 +255,24 @@ class MemoryTest(snaptest.SharedTestCase):
             if d.get("inserted"):
                 self.assertIn("int1", snaptest.image_snapshots(d["inserted"]["image"]["filename"]))
         self.assert_running()
+
+    def test_05_live_slow_copy(self):
+        """The copy throttled, so the guest runs and writes for seconds while QEMU copies its
+        memory: a multi-pass save of QEMU 7.2 under TCG loses such writes (job-memory.c), and
+        its image restored to a crashing guest. This one must restore to a sound guest."""
+        n0 = len(S.guest.events)
+        out = self.create_async("slowcopy", {"live": True, "memory": v("s", "external")})
+        copying = lambda: any(e["event"] == "MIGRATION" and e["data"]["status"] == "active"
+                              for e in S.guest.events[n0:])
+        self.pump(lambda: out or copying(), 60, "copy running")
+        S.guest.qmp("migrate-set-parameters", max_bandwidth=40 << 20)
+        t0 = time.monotonic()
+        self.pump(lambda: out, 180, "create ends")
+        self.assertNotIsInstance(out[0], BusError, out)
+        sys.stderr.write("slow copy: %.1f s after throttling\n" % (time.monotonic() - t0))
+        self.assert_running()
+        image = os.path.join(S.images, "slowcopy.mem")
+        self.check_restorable(image, read_save_header(image))
 
     def test_10_abort(self):
         before = self.state()
