@@ -204,6 +204,8 @@ class MemoryTest(snaptest.SharedTestCase):
             migr = [e for e in S.guest.events[n0:] if e["event"] == "MIGRATION"]
             active = [ts(e) for e in migr if e["data"]["status"] == "active"]
             self.assertTrue(active and ts(ev[0]) <= active[0] <= ts(ev[1]), (pauses, migr))
+            # and QEMU synced its dirty bitmap only with the guest stopped: at setup and at the end
+            self.assertEqual(S.guest.qmp("query-migrate")["ram"]["dirty-sync-count"], 2)
 
         self.check_restorable(image, h)
 
