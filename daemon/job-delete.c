@@ -40,8 +40,10 @@
 #include "macro.h"
 #include "manager.h"
 #include "snapshot-bus.h"
+#include "snapshot-forget.h"
 #include "snapshot-store.h"
 #include "snapshot.h"
+#include "worker.h"
 
 #define JOB_NAME "snapshot-delete"
 #define BLOCK_JOB_TIMEOUT_USEC (30 * 60 * USEC_PER_SEC)
@@ -102,6 +104,7 @@ struct DeleteJob {
         char *resume_snapshot;  /* ...for this snapshot */
         JobSettle *settle;
         int failpoint_key;      /* the step (and merge) whose failpoint was checked last */
+        Worker *store_worker;   /* the forgotten records' files (store-batch.h) */
 };
 
 static void delete_next(DeleteJob *j);
@@ -140,101 +143,12 @@ DeleteJob *delete_job_free(DeleteJob *j) {
         json_decref(j->resume_merges);
         free(j->resume_snapshot);
         job_settle_free(j->settle);
+        worker_detach(j->store_worker);
         sd_event_source_disable_unref(j->timer);
         sd_bus_message_unref(j->request);
         sd_bus_error_free(&j->error);
         free(j);
         return NULL;
-}
-
-/* ---- forgetting a record (also the whole of a metadata-only delete) ---- */
-
-int snapshot_forget(Snapshot *s) {
-        Domain *d = s->domain;
-        Manager *m = d->manager;
-        _cleanup_free_ char *name = NULL, *path = NULL;
-        Snapshot *parent = s->parent;
-        int r;
-
-        name = strdup(snapshot_name(s));
-        path = strdup(s->path);
-        if (!name || !path)
-                return -ENOMEM;
-
-        for (size_t i = 0; i < d->n_snapshots; i++) {
-                Snapshot *c = d->snapshots[i];
-
-                if (c->parent != s)
-                        continue;
-                r = snapshot_def_set_string(c->def, &c->def->parent, parent ? snapshot_name(parent) : NULL);
-                if (r < 0)
-                        return r;
-                r = snapshot_store_save(m->state_dir, domain_name(d), c->def);
-                if (r < 0)
-                        return r;
-                c->parent = parent;
-                (void) sd_bus_emit_properties_changed(m->bus, c->path, SNAPSHOT_IFACE_SNAPSHOT, "Parent", NULL);
-        }
-
-        if (snapshot_is_current(s)) {
-                r = domain_set_current(d, parent);
-                if (r < 0)
-                        return r;
-        }
-
-        r = snapshot_store_remove(m->state_dir, domain_name(d), name);
-        if (r < 0 && r != -ENOENT)
-                return r;
-
-        domain_remove_snapshot(d, s);
-        snapshot_free(s);
-        if (parent)
-                (void) sd_bus_emit_properties_changed(m->bus, parent->path, SNAPSHOT_IFACE_SNAPSHOT, "Children", NULL);
-        (void) sd_bus_emit_object_removed(m->bus, path);
-        (void) manager_send_snapshot_deleted(m, d->path, name);
-        log_info("Domain '%s': snapshot '%s' deleted.", domain_name(d), name);
-        return 0;
-}
-
-/* The snapshots a delete with these flags removes, children before parents. */
-static int delete_order(Domain *d, Snapshot *s, uint64_t flags, Snapshot ***ret, size_t *ret_n) {
-        _cleanup_free_ Snapshot **all = NULL, **out = NULL;
-        size_t n_all = 0, k = 0;
-        int r;
-
-        out = calloc(d->n_snapshots + 1, sizeof(Snapshot *));
-        if (!out)
-                return -ENOMEM;
-        if (flags & (SNAPSHOT_DELETE_CHILDREN | SNAPSHOT_DELETE_CHILDREN_ONLY)) {
-                r = domain_list_snapshots(d, s, 0, true, &all, &n_all);
-                if (r < 0)
-                        return r;
-                /* The list is parents-first: reversed, every child precedes its parent. */
-                for (size_t i = n_all; i > 0; i--)
-                        out[k++] = all[i - 1];
-        }
-        if (!(flags & SNAPSHOT_DELETE_CHILDREN_ONLY))
-                out[k++] = s;
-
-        *ret = TAKE_PTR(out);
-        *ret_n = k;
-        return 0;
-}
-
-int snapshot_forget_tree(Snapshot *s, uint64_t flags) {
-        _cleanup_free_ Snapshot **l = NULL;
-        size_t n;
-        int r;
-
-        r = delete_order(s->domain, s, flags, &l, &n);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                r = snapshot_forget(l[i]);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
 }
 
 /* ---- plumbing ---- */
@@ -845,6 +759,56 @@ static bool step_failpoint(DeleteJob *j) {
         return job_failpoint(j, step_failpoints[j->step], key);
 }
 
+/* Forgets the snapshots in memory (and on the bus) now; their files change on a worker,
+ * and done() follows. */
+static void forget_records(DeleteJob *j, Snapshot **l, size_t n, worker_done_fn done) {
+        Domain *d = j->domain;
+        StoreBatch *b;
+        int r = 0;
+
+        b = store_batch_new(d->manager->state_dir, domain_name(d));
+        if (!b)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = snapshot_forget(l[i], b);
+        if (r < 0) {
+                /* What was forgotten so far is gone from memory: write that much anyway. */
+                sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_FAILED, "Cannot delete snapshot records: %s", strerror(-r));
+        }
+        worker_start_or_run(&j->store_worker, d->manager->event, store_batch_run_worker, b, store_batch_free_worker,
+                            done, j);
+}
+
+static void records_written(DeleteJob *j, int r) {
+        j->store_worker = NULL;
+        if (r < 0 && !sd_bus_error_is_set(&j->error)) {
+                sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_FAILED, "Cannot delete snapshot records: %s", strerror(-r));
+                log_error("Domain '%s': the snapshot records could not all be written or removed (%s); the "
+                          "records on disk may bring deleted snapshots back at the next start.",
+                          domain_name(j->domain), strerror(-r));
+        }
+}
+
+static void on_forgotten(int r, void *userdata) {
+        DeleteJob *j = userdata;
+
+        records_written(j, r);
+        if (sd_bus_error_is_set(&j->error))
+                return job_finish(j);
+        merges_clear(j);
+        j->cursor++;
+        j->step = DELETE_INSPECT;
+        delete_next(j);
+}
+
+/* A metadata-only delete: every record at once. */
+static void on_records_forgotten(int r, void *userdata) {
+        DeleteJob *j = userdata;
+
+        records_written(j, r);
+        job_finish(j);
+}
+
 static void delete_next(DeleteJob *j) {
         Snapshot *s = current_target(j);
         int r;
@@ -973,13 +937,7 @@ static void delete_next(DeleteJob *j) {
                     unlink(s->def->memory_file) < 0 && errno != ENOENT)
                         log_warning("Domain '%s': cannot remove memory image '%s': %m", domain_name(j->domain),
                                     s->def->memory_file);
-                r = snapshot_forget(s);
-                if (r < 0)
-                        return job_fail(j, SNAPSHOT_ERROR_FAILED, "Cannot delete the snapshot record: %s", strerror(-r));
-                merges_clear(j);
-                j->cursor++;
-                j->step = DELETE_INSPECT;
-                return delete_next(j);
+                return forget_records(j, &j->queue[j->cursor], 1, on_forgotten);
         }
 }
 
@@ -1030,10 +988,34 @@ static int journal_begin(DeleteJob *j, const char *named) {
         return journal_sync(j->journal);
 }
 
+/* Metadata only: no journal (the batch of files is the whole change) and no QEMU. */
+static int delete_records_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error) {
+        DeleteJob *j;
+        int r;
+
+        j = delete_job_new(d);
+        if (!j)
+                return -ENOMEM;
+        j->flags = flags;
+        j->named = strdup(snapshot_name(s));
+        r = j->named ? snapshot_delete_order(d, s, flags, &j->queue, &j->n_queue) : -ENOMEM;
+        if (r < 0) {
+                delete_job_free(j);
+                return r;
+        }
+        j->request = sd_bus_message_ref(m);
+        d->delete_job = j;
+        (void) domain_emit_changed(d, "Job");
+        forget_records(j, j->queue, j->n_queue, on_records_forgotten);
+        return 1;
+}
+
 int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error) {
         DeleteJob *j;
         int r;
 
+        if (flags & SNAPSHOT_DELETE_METADATA_ONLY)
+                return delete_records_start(d, s, flags, m, error);
         if (!qmp_is_connected(d->qmp))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
                                          "Domain '%s' is %s: deleting snapshot images needs its QEMU running "
@@ -1045,7 +1027,7 @@ int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
                 return -ENOMEM;
         j->flags = flags;
         j->named = strdup(snapshot_name(s));
-        r = j->named ? delete_order(d, s, flags, &j->queue, &j->n_queue) : -ENOMEM;
+        r = j->named ? snapshot_delete_order(d, s, flags, &j->queue, &j->n_queue) : -ENOMEM;
         if (r >= 0)
                 r = journal_begin(j, snapshot_name(s));
         if (r < 0) {

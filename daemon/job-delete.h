@@ -11,12 +11,8 @@ typedef struct Domain Domain;
 typedef struct Snapshot Snapshot;
 typedef struct DeleteJob DeleteJob;
 
-/* Forgets one record: children move up to its parent, the current mark too. Touches no file. */
-int snapshot_forget(Snapshot *s);
-/* Forgets s and/or its descendants as SNAPSHOT_DELETE_CHILDREN/_CHILDREN_ONLY say. */
-int snapshot_forget_tree(Snapshot *s, uint64_t flags);
-
-/* Deletes with data; replies to m when done. */
+/* Deletes s and/or its descendants as the SNAPSHOT_DELETE_* flags say: with data, or with
+ * METADATA_ONLY only the records (snapshot-forget.h); replies to m when done. */
 int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error);
 DeleteJob *delete_job_free(DeleteJob *j);
 void delete_job_on_event(DeleteJob *j, const char *event, json_t *data);

@@ -243,13 +243,7 @@ static int method_delete(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (domain_busy(d))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_BUSY,
                                          "Domain '%s' is busy with job '%s'", domain_name(d), domain_job_name(d));
-        if (!(flags & SNAPSHOT_DELETE_METADATA_ONLY))
-                return delete_job_start(d, s, flags, m, error);
-
-        r = snapshot_forget_tree(s, flags);
-        if (r < 0)
-                return errors_set_failed(error, r, "Cannot delete snapshot records", NULL);
-        return sd_bus_reply_method_return(m, NULL);
+        return delete_job_start(d, s, flags, m, error);
 }
 
 const sd_bus_vtable snapshot_vtable[] = {

@@ -605,7 +605,16 @@ static int store_filename(const char *name, char **ret) {
 }
 
 int snapshot_store_remove(const char *state_dir, const char *domain, const char *name) {
-        _cleanup_free_ char *dir = NULL, *filename = NULL;
+        int r;
+
+        r = snapshot_store_unlink(state_dir, domain, name);
+        if (r < 0)
+                return r;
+        return snapshot_store_sync_dir(state_dir, domain);
+}
+
+int snapshot_store_unlink(const char *state_dir, const char *domain, const char *name) {
+        _cleanup_free_ char *dir = NULL, *filename = NULL, *path = NULL;
         int r;
 
         r = store_dir(state_dir, domain, &dir);
@@ -614,7 +623,19 @@ int snapshot_store_remove(const char *state_dir, const char *domain, const char 
         r = store_filename(name, &filename);
         if (r < 0)
                 return r;
-        return xml_file_remove(dir, filename);
+        if (asprintf(&path, "%s/%s", dir, filename) < 0)
+                return -ENOMEM;
+        return unlink(path) < 0 ? -errno : 0;
+}
+
+int snapshot_store_sync_dir(const char *state_dir, const char *domain) {
+        _cleanup_free_ char *dir = NULL;
+        int r;
+
+        r = store_dir(state_dir, domain, &dir);
+        if (r < 0)
+                return r;
+        return fsync_dir(dir);
 }
 
 struct StagedRecord {

@@ -26,6 +26,10 @@ int domain_def_format_xml(const DomainDef *def, char **ret);
 
 int snapshot_store_save(const char *state_dir, const char *domain, const SnapshotDef *def);
 int snapshot_store_remove(const char *state_dir, const char *domain, const char *name);
+/* The same without the directory fsync that makes it durable (store-batch.c does one for
+ * many), and that fsync. */
+int snapshot_store_unlink(const char *state_dir, const char *domain, const char *name);
+int snapshot_store_sync_dir(const char *state_dir, const char *domain);
 
 /* A record written and synced under a temporary name while the caller waits for something
  * else (QEMU's transaction, the memory image's fsync), put in place later. Freeing one that

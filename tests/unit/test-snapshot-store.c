@@ -18,6 +18,7 @@
 #include "xml-util.h"
 #include "macro.h"
 #include "snapshot-store.h"
+#include "store-batch.h"
 
 static int failures;
 
@@ -822,6 +823,51 @@ static void test_staged(void) {
         CHECK(snapshot_store_stage(state, "../x", &defs[0], &a) == -EINVAL && !a, "bad domain staged");
 }
 
+/* store-batch.c: the end state of several changes written as one. */
+static void test_batch(void) {
+        char state[4096], dir[8192];
+        SnapshotDef two = defs[1];
+        SnapshotDef **list = NULL;
+        StoreBatch *b;
+        size_t n = 0;
+        int r;
+
+        (void) snprintf(state, sizeof(state), "%s/batch", tmpdir);
+        (void) snprintf(dir, sizeof(dir), "%s/snapshots/vm1", state);
+        CHECK(snapshot_store_save(state, "vm1", &defs[0]) == 0, "save s1");
+        CHECK(snapshot_store_save(state, "vm1", &defs[1]) == 0, "save s2");
+
+        /* s2 moves to the root (its parent forgotten); s1 is saved, then removed: the
+         * removal wins; a record that is not there is no error. */
+        two.parent = NULL;
+        b = store_batch_new(state, "vm1");
+        CHECK(b && store_batch_empty(b), "new batch is empty");
+        CHECK(store_batch_run(b) == 0, "empty batch runs");
+        CHECK(store_batch_save(b, &defs[1]) == 0, "queue s2 as it was");
+        CHECK(store_batch_save(b, &two) == 0, "queue s2 re-parented: replaces");
+        CHECK(store_batch_save(b, &defs[0]) == 0, "queue s1");
+        CHECK(store_batch_remove(b, "s1") == 0, "remove s1");
+        CHECK(store_batch_remove(b, "never-there") == 0, "remove a missing one");
+        CHECK(!store_batch_empty(b), "not empty");
+        r = store_batch_run(b);
+        CHECK(r == 0, "run: %d", r);
+        b = store_batch_free(b);
+        CHECK(count_tmp(dir) == 0, "no temporary file left");
+        r = snapshot_store_load(state, "vm1", &list, &n, NULL);
+        CHECK(r == 0 && n == 1 && snapshot_def_equal(list[0], &two), "after the batch: %d %zu", r, n);
+        free_list(list, n);
+
+        /* A record it cannot write (a bad name) fails the run before anything changes. */
+        b = store_batch_new(state, "vm1");
+        CHECK(store_batch_remove(b, two.name) == 0, "remove s2");
+        CHECK(store_batch_save(b, &(SnapshotDef) { .name = (char *) "../x" }) < 0, "a bad name is refused");
+        CHECK(store_batch_run(b) == 0, "the rest runs");
+        b = store_batch_free(b);
+        r = snapshot_store_load(state, "vm1", &list, &n, NULL);
+        CHECK(r == 0 && n == 0, "all gone: %d %zu", r, n);
+        free_list(list, n);
+}
+
 /* xml_file_read_into(): one buffer over files of different sizes, and what it refuses. */
 static void test_read_into(void) {
         char dir[512], path[600], big[9000];
@@ -882,6 +928,7 @@ int main(void) {
         test_staged();
         test_store_many();
         test_read_into();
+        test_batch();
 
         (void) nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 
