@@ -16,6 +16,7 @@
 #include "snapshot-bus.h"
 #include "snapshot-store.h"
 #include "snapshot.h"
+#include "store-batch.h"
 
 #define RECONNECT_MIN_USEC (500 * USEC_PER_MSEC)
 #define RECONNECT_MAX_USEC (10 * USEC_PER_SEC)
@@ -467,6 +468,22 @@ int domain_set_current(Domain *d, Snapshot *s) {
         }
         domain_current_moved(d, s);
         return 0;
+}
+
+int domain_move_current(Domain *d, Snapshot *s, StoreBatch *b) {
+        Snapshot *old = d->current;
+        int r;
+
+        if (old == s)
+                return 0;
+        domain_current_moved(d, s);
+        /* The batch writes the marked record first (what domain_set_current() does by hand). */
+        if (s) {
+                r = store_batch_save(b, s->def);
+                if (r < 0)
+                        return r;
+        }
+        return old ? store_batch_save(b, old->def) : 0;
 }
 
 void domain_current_moved(Domain *d, Snapshot *s) {

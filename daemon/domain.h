@@ -18,6 +18,7 @@
 typedef struct Manager Manager;
 typedef struct Snapshot Snapshot;
 typedef struct CreateJob CreateJob;
+typedef struct StoreBatch StoreBatch;
 
 typedef struct Domain {
         Manager *manager;
@@ -87,6 +88,8 @@ int domain_list_snapshots(Domain *d, const Snapshot *from, uint64_t flags, bool 
 int domain_set_current(Domain *d, Snapshot *s);
 /* The same for a caller that has written both records already: memory and signals only. */
 void domain_current_moved(Domain *d, Snapshot *s);
+/* Memory and signals now; both records queued in b (store-batch.h), for the caller to write. */
+int domain_move_current(Domain *d, Snapshot *s, StoreBatch *b);
 
 void domain_set_state(Domain *d, DomainState state);
 void domain_set_has_agent(Domain *d, bool b);

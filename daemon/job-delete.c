@@ -160,9 +160,12 @@ static void job_finish(DeleteJob *j) {
         /* Done or refused, the job is over: nothing is left for a recovery to go on with. A
          * failed merge leaves the snapshot whole (its record names every file still). */
         if (j->journal) {
-                r = journal_remove(j->journal);
+                /* Durable on a worker: a journal back after a crash has recovery finish a
+                 * delete that is done, which finds nothing left to do. */
+                r = journal_unlink(j->journal);
                 if (r < 0)
                         log_warning_errno(r, "Domain '%s': cannot remove the delete journal: %m", domain_name(d));
+                journal_unlink_sync_later(d->manager->event, j->journal);
         }
         log_job_outcome(domain_name(d), JOB_NAME, j->named, j->error.name, j->error.message,
                         now_usec() - j->started_usec, qmp_busy_usec(d->qmp) - j->started_qemu_usec);

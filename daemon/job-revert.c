@@ -34,6 +34,8 @@
 #include "manager.h"
 #include "snapshot-bus.h"
 #include "snapshot.h"
+#include "store-batch.h"
+#include "worker.h"
 
 #define JOB_NAME "snapshot-revert"
 
@@ -60,6 +62,8 @@ struct RevertJob {
         bool resumed_loaded;    /* resumed: the journal said the load had succeeded */
 
         RevertExternal ext;     /* the restart path (job-revert-external.c) */
+        Worker *store_worker;   /* the current mark's two records (store-batch.h) */
+        bool current_written;
 };
 
 static void revert_next(RevertJob *j);
@@ -70,6 +74,7 @@ RevertJob *revert_job_free(RevertJob *j) {
         if (j->call)
                 qmp_cancel(j->domain->qmp, j->call);
         revert_external_clear(&j->ext);
+        worker_detach(j->store_worker);
         journal_free(j->journal);
         job_settle_free(j->settle);
         free(j->job_id);
@@ -80,6 +85,40 @@ RevertJob *revert_job_free(RevertJob *j) {
         return NULL;
 }
 
+static void on_current_written(int r, void *userdata) {
+        RevertJob *j = userdata;
+
+        j->store_worker = NULL;
+        j->current_written = true;
+        if (r < 0)
+                log_warning_errno(r, "Domain '%s': cannot record '%s' as current: %m", domain_name(j->domain),
+                                  snapshot_name(j->snapshot));
+        revert_job_finish(j);
+}
+
+/* The mark moves in memory now; its two records are written on a worker, and the job
+ * finishes when they are (on_current_written). */
+static bool move_current(RevertJob *j) {
+        Domain *d = j->domain;
+        StoreBatch *b;
+        int r;
+
+        if (j->current_written || d->current == j->snapshot)
+                return false;
+        b = store_batch_new(d->manager->state_dir, domain_name(d));
+        r = b ? domain_move_current(d, j->snapshot, b) : -ENOMEM;
+        if (r < 0) {
+                store_batch_free(b);
+                j->current_written = true;
+                log_warning_errno(r, "Domain '%s': cannot record '%s' as current: %m", domain_name(d),
+                                  snapshot_name(j->snapshot));
+                return false;
+        }
+        worker_start_or_run(&j->store_worker, d->manager->event, store_batch_run_worker, b, store_batch_free_worker,
+                            on_current_written, j);
+        return true;
+}
+
 void revert_job_finish(RevertJob *j) {
         Domain *d = j->domain;
         Manager *m = d->manager;
@@ -87,10 +126,8 @@ void revert_job_finish(RevertJob *j) {
         int r;
 
         if (!sd_bus_error_is_set(&j->error)) {
-                r = domain_set_current(d, s);
-                if (r < 0)
-                        log_warning_errno(r, "Domain '%s': cannot record '%s' as current: %m", domain_name(d),
-                                          snapshot_name(s));
+                if (move_current(j))
+                        return;
                 (void) sd_bus_emit_signal(m->bus, SNAPSHOT_ROOT_PATH, SNAPSHOT_IFACE_MANAGER, "SnapshotReverted",
                                           "oo", d->path, s->path);
                 log_info("Domain '%s': reverted to snapshot '%s'.", domain_name(d), snapshot_name(s));
@@ -109,9 +146,11 @@ void revert_job_finish(RevertJob *j) {
                 log_info("Domain '%s': recovery %s the interrupted revert to '%s'.", domain_name(d),
                          sd_bus_error_is_set(&j->error) ? "could not finish" : "finished", snapshot_name(s));
         if (j->journal) {
-                r = journal_remove(j->journal);
+                /* Durable on a worker, as a create's: see journal.h. */
+                r = journal_unlink(j->journal);
                 if (r < 0)
                         log_warning_errno(r, "Domain '%s': cannot remove the revert journal: %m", domain_name(d));
+                journal_unlink_sync_later(d->manager->event, j->journal);
         }
         log_job_outcome(domain_name(d), JOB_NAME, snapshot_name(s), j->error.name, j->error.message,
                         now_usec() - j->started_usec, qmp_busy_usec(d->qmp) - j->started_qemu_usec);

@@ -62,14 +62,11 @@ int snapshot_forget(Snapshot *s, StoreBatch *b) {
                 (void) sd_bus_emit_properties_changed(m->bus, c->path, SNAPSHOT_IFACE_SNAPSHOT, "Parent", NULL);
         }
 
-        /* The mark moves up; s's own record goes, so only the parent's is written. */
+        /* The mark moves up; s's own record is queued, then replaced by its removal. */
         if (snapshot_is_current(s)) {
-                domain_current_moved(d, parent);
-                if (parent) {
-                        r = store_batch_save(b, parent->def);
-                        if (r < 0)
-                                return r;
-                }
+                r = domain_move_current(d, parent, b);
+                if (r < 0)
+                        return r;
         }
 
         r = store_batch_remove(b, name);
