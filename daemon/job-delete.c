@@ -767,13 +767,27 @@ static bool step_failpoint(DeleteJob *j) {
 static void forget_records(DeleteJob *j, Snapshot **l, size_t n, worker_done_fn done) {
         Domain *d = j->domain;
         StoreBatch *b;
+        size_t k;
         int r = 0;
 
         b = store_batch_new(d->manager->state_dir, domain_name(d));
         if (!b)
                 return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
-        for (size_t i = 0; i < n && r >= 0; i++)
-                r = snapshot_forget(l[i], b);
+        for (k = 0; k < n; k++)
+                l[k]->doomed = true;
+        for (k = 0; k < n; k++) {
+                r = snapshot_forget(l[k], b);
+                if (r < 0)
+                        break;
+        }
+        /* A failed one returned before freeing anything: it and the rest stay. */
+        for (; k < n; k++)
+                l[k]->doomed = false;
+        /* The records that stay are formatted now, while their snapshots surely exist. */
+        if (r >= 0)
+                r = store_batch_seal(b);
+        else
+                (void) store_batch_seal(b);
         if (r < 0) {
                 /* What was forgotten so far is gone from memory: write that much anyway. */
                 sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_FAILED, "Cannot delete snapshot records: %s", strerror(-r));

@@ -107,6 +107,8 @@ static bool move_current(RevertJob *j) {
                 return false;
         b = store_batch_new(d->manager->state_dir, domain_name(d));
         r = b ? domain_move_current(d, j->snapshot, b) : -ENOMEM;
+        if (r >= 0)
+                r = store_batch_seal(b);
         if (r < 0) {
                 store_batch_free(b);
                 j->current_written = true;

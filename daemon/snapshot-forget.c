@@ -59,7 +59,8 @@ int snapshot_forget(Snapshot *s, StoreBatch *b) {
                 if (r < 0)
                         return r;
                 c->parent = parent;
-                (void) sd_bus_emit_properties_changed(m->bus, c->path, SNAPSHOT_IFACE_SNAPSHOT, "Parent", NULL);
+                if (!c->doomed)
+                        (void) sd_bus_emit_properties_changed(m->bus, c->path, SNAPSHOT_IFACE_SNAPSHOT, "Parent", NULL);
         }
 
         /* The mark moves up; s's own record is queued, then replaced by its removal. */
@@ -75,7 +76,7 @@ int snapshot_forget(Snapshot *s, StoreBatch *b) {
 
         domain_remove_snapshot(d, s);
         snapshot_free(s);
-        if (parent)
+        if (parent && !parent->doomed)
                 (void) sd_bus_emit_properties_changed(m->bus, parent->path, SNAPSHOT_IFACE_SNAPSHOT, "Children", NULL);
         (void) sd_bus_emit_object_removed(m->bus, path);
         (void) manager_send_snapshot_deleted(m, d->path, name);

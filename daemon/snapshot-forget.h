@@ -15,5 +15,7 @@ typedef struct Snapshot Snapshot;
  * children before parents. */
 int snapshot_delete_order(Domain *d, Snapshot *s, uint64_t flags, Snapshot ***ret, size_t *ret_n);
 /* Forgets one record: its children move up to its parent, the current mark too; s is freed.
- * The records to rewrite and the one to remove go into b. Touches no file. */
+ * The records to rewrite and the one to remove go into b. Touches no file. Snapshots marked
+ * doomed (forgotten in the same call) get no PropertiesChanged: each gets ObjectRemoved, and
+ * a parent's Children, read from the whole list, made deleting a long chain quadratic. */
 int snapshot_forget(Snapshot *s, StoreBatch *b);

@@ -15,6 +15,7 @@ typedef struct Snapshot {
         char *path;                     /* bus object path */
         Snapshot *parent;               /* NULL for a root */
         size_t index;                   /* position in the domain's list, kept by domain.c */
+        bool doomed;                    /* being forgotten with others: no property signals */
 } Snapshot;
 
 int snapshot_new(Snapshot **ret, Domain *d, SnapshotDef *def /* taken */);

@@ -10,7 +10,9 @@
 
 typedef struct BatchItem {
         char *name;
-        StagedRecord *record;   /* NULL: remove the record */
+        const SnapshotDef *def; /* saved, not formatted yet (store_batch_seal) */
+        StagedRecord *record;   /* saved and formatted (none if that failed: left alone) */
+        bool remove;            /* or removed */
         bool current;
 } BatchItem;
 
@@ -39,15 +41,18 @@ static void item_clear(BatchItem *it) {
         *it = (BatchItem) {};
 }
 
-/* The item for name: the existing one emptied, or a new one. */
+/* The item for name: the existing one emptied, or a new one. From the end: what replaces
+ * an item mostly came right after it. */
 static BatchItem *item_for(StoreBatch *b, const char *name) {
         BatchItem *it;
 
-        for (size_t i = 0; i < b->n_items; i++)
-                if (streq(b->items[i].name, name)) {
-                        staged_record_free(b->items[i].record);
-                        b->items[i].record = NULL;
-                        return &b->items[i];
+        for (size_t i = b->n_items; i > 0; i--)
+                if (streq(b->items[i - 1].name, name)) {
+                        it = &b->items[i - 1];
+                        it->record = staged_record_free(it->record);
+                        it->def = NULL;
+                        it->remove = false;
+                        return it;
                 }
         if (b->n_items == b->n_alloc) {
                 size_t n = b->n_alloc ? b->n_alloc * 2 : 8;
@@ -67,23 +72,33 @@ static BatchItem *item_for(StoreBatch *b, const char *name) {
 }
 
 int store_batch_save(StoreBatch *b, const SnapshotDef *def) {
-        StagedRecord *rec = NULL;
         BatchItem *it;
-        int r;
 
         if (!b || !def || !def->name)
                 return -EINVAL;
-        r = snapshot_store_prepare(b->state_dir, b->domain, def, &rec);
-        if (r < 0)
-                return r;
         it = item_for(b, def->name);
-        if (!it) {
-                staged_record_free(rec);
+        if (!it)
                 return -ENOMEM;
-        }
-        it->record = rec;
-        it->current = def->current;
+        it->def = def;
         return 0;
+}
+
+int store_batch_seal(StoreBatch *b) {
+        int r = 0;
+
+        for (size_t i = 0; b && i < b->n_items; i++) {
+                BatchItem *it = &b->items[i];
+                int q;
+
+                if (!it->def)
+                        continue;
+                it->current = it->def->current;
+                q = snapshot_store_prepare(b->state_dir, b->domain, it->def, &it->record);
+                it->def = NULL;
+                if (q < 0 && r >= 0)
+                        r = q;
+        }
+        return r;
 }
 
 int store_batch_remove(StoreBatch *b, const char *name) {
@@ -94,6 +109,7 @@ int store_batch_remove(StoreBatch *b, const char *name) {
         it = item_for(b, name);
         if (!it)
                 return -ENOMEM;
+        it->remove = true;
         it->current = false;
         return 0;
 }
@@ -112,6 +128,10 @@ int store_batch_run(StoreBatch *b) {
 
         if (store_batch_empty(b))
                 return 0;
+        /* Unsealed saves are a caller's bug: never read a pointer that may be gone. */
+        for (size_t i = 0; i < b->n_items; i++)
+                if (b->items[i].def)
+                        return -EINVAL;
         /* Write every record first (a failure here changes nothing visible), the marked
          * current ones ahead of the rest; then rename them in, in the same order. */
         for (int pass = 0; pass < 2; pass++)
@@ -134,7 +154,7 @@ int store_batch_run(StoreBatch *b) {
                         any = it->record;
                 }
         for (size_t i = 0; i < b->n_items; i++) {
-                if (b->items[i].record)
+                if (!b->items[i].remove)
                         continue;
                 q = snapshot_store_unlink(b->state_dir, b->domain, b->items[i].name);
                 if (q != -ENOENT)

@@ -849,6 +849,8 @@ static void test_batch(void) {
         CHECK(store_batch_remove(b, "s1") == 0, "remove s1");
         CHECK(store_batch_remove(b, "never-there") == 0, "remove a missing one");
         CHECK(!store_batch_empty(b), "not empty");
+        CHECK(store_batch_run(b) == -EINVAL, "not sealed: refused");
+        CHECK(store_batch_seal(b) == 0, "seal");
         r = store_batch_run(b);
         CHECK(r == 0, "run: %d", r);
         b = store_batch_free(b);
@@ -860,8 +862,9 @@ static void test_batch(void) {
         /* A record it cannot write (a bad name) fails the run before anything changes. */
         b = store_batch_new(state, "vm1");
         CHECK(store_batch_remove(b, two.name) == 0, "remove s2");
-        CHECK(store_batch_save(b, &(SnapshotDef) { .name = (char *) "../x" }) < 0, "a bad name is refused");
-        CHECK(store_batch_run(b) == 0, "the rest runs");
+        CHECK(store_batch_save(b, &(SnapshotDef) { .name = (char *) "../x" }) == 0, "a bad name, queued");
+        CHECK(store_batch_seal(b) < 0, "a bad name fails the seal");
+        CHECK(store_batch_run(b) == 0, "the rest runs; the bad one is left alone");
         b = store_batch_free(b);
         r = snapshot_store_load(state, "vm1", &list, &n, NULL);
         CHECK(r == 0 && n == 0, "all gone: %d %zu", r, n);
