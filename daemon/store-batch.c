@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "failpoint.h"
 #include "macro.h"
 #include "snapshot-store.h"
 #include "store-batch.h"
@@ -132,6 +133,9 @@ int store_batch_run(StoreBatch *b) {
         for (size_t i = 0; i < b->n_items; i++)
                 if (b->items[i].def)
                         return -EINVAL;
+        q = failpoint_io("store-batch-write");
+        if (q < 0)
+                return q;
         /* Write every record first (a failure here changes nothing visible), the marked
          * current ones ahead of the rest; then rename them in, in the same order. */
         for (int pass = 0; pass < 2; pass++)

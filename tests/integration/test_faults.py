@@ -523,6 +523,55 @@ class FaultsTest(unittest.TestCase):
         self.assertEqual(self.guest.status(), "running")
         self.assertEqual(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"), "")
 
+    def test_10_metadata_delete_off_the_loop(self):
+        """A metadata-only delete writes its records on a worker: while that takes 1.5 s
+        (failpoint), other calls are answered at once, the domain says it is busy, and the
+        record is gone at the end."""
+        p = self.create("forget-slow", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.restart_with("store-batch-write:slow")
+        p = self.bus.call(self.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("forget-slow",))[0]
+        out = []
+
+        def delete():
+            try:
+                out.append(self.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (2,), timeout=60))
+            except BusError as e:
+                out.append(e)
+
+        t = threading.Thread(target=delete)
+        t.start()
+        waits, jobs = [], set()
+        while t.is_alive():
+            t0 = time.monotonic()
+            self.bus.call(self.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,))
+            jobs.add(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"))
+            waits.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        t.join()
+        self.assertNotIsInstance(out[0], BusError, out[0])
+        self.assertIn("snapshot-delete", jobs)
+        self.assertGreater(len(waits), 10, waits)
+        self.assertLess(max(waits), 0.5, waits)
+        self.assertNotIn("forget-slow.xml", self.meta())
+        self.assertEqual(self.leftovers(), [])
+        self.assertEqual(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"), "")
+
+    def test_11_metadata_delete_write_fails(self):
+        """The records cannot be written: the call says so, names the error, and the daemon
+        goes on serving; the record stays on disk (nothing was changed there)."""
+        p = self.create("forget-fails", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.restart_with("store-batch-write:error")
+        p = self.bus.call(self.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("forget-fails",))[0]
+        with self.assertRaises(BusError) as cm:
+            self.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (2,), timeout=60)
+        self.assertEqual(cm.exception.name, ERROR_PREFIX + "Failed", cm.exception.message)
+        self.assertIn("Cannot delete snapshot records", cm.exception.message)
+        self.assertIn("forget-fails.xml", self.meta())
+        self.assertEqual(self.leftovers(), [])
+        self.assertEqual(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"), "")
+        self.bus.call(MANAGER_PATH, MANAGER_IFACE, "ListDomains")
+        self.assertIn("records on disk may bring deleted snapshots back", self.bus.read_daemon_log())
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
