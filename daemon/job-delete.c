@@ -105,6 +105,12 @@ struct DeleteJob {
         JobSettle *settle;
         int failpoint_key;      /* the step (and merge) whose failpoint was checked last */
         Worker *store_worker;   /* the forgotten records' files (store-batch.h) */
+        /* forget_records(): a slice of snapshots a loop iteration */
+        StoreBatch *forget_batch;
+        Snapshot **forget_list;
+        size_t forget_n, forget_cursor;
+        worker_done_fn forget_done;
+        sd_event_source *forget_source;
 };
 
 static void delete_next(DeleteJob *j);
@@ -144,6 +150,8 @@ DeleteJob *delete_job_free(DeleteJob *j) {
         free(j->resume_snapshot);
         job_settle_free(j->settle);
         worker_detach(j->store_worker);
+        store_batch_free(j->forget_batch);
+        sd_event_source_disable_unref(j->forget_source);
         sd_event_source_disable_unref(j->timer);
         sd_bus_message_unref(j->request);
         sd_bus_error_free(&j->error);
@@ -762,38 +770,79 @@ static bool step_failpoint(DeleteJob *j) {
         return job_failpoint(j, step_failpoints[j->step], key);
 }
 
-/* Forgets the snapshots in memory (and on the bus) now; their files change on a worker,
- * and done() follows. */
-static void forget_records(DeleteJob *j, Snapshot **l, size_t n, worker_done_fn done) {
-        Domain *d = j->domain;
-        StoreBatch *b;
-        size_t k;
-        int r = 0;
+/* Snapshots forgotten a loop iteration: each costs ~40 us and its signals, which the
+ * dbus-daemon routes before anyone else's call; 300 at once held other domains' callers
+ * ~19 ms. The domain is busy meanwhile, so nothing else changes its snapshots. */
+#define FORGET_SLICE 32
 
-        b = store_batch_new(d->manager->state_dir, domain_name(d));
-        if (!b)
-                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
-        for (k = 0; k < n; k++)
-                l[k]->doomed = true;
-        for (k = 0; k < n; k++) {
-                r = snapshot_forget(l[k], b);
-                if (r < 0)
-                        break;
-        }
+static void forget_end(DeleteJob *j, int r) {
+        StoreBatch *b = TAKE_PTR(j->forget_batch);
+        Domain *d = j->domain;
+        int q;
+
         /* A failed one returned before freeing anything: it and the rest stay. */
-        for (; k < n; k++)
-                l[k]->doomed = false;
+        for (size_t k = j->forget_cursor; k < j->forget_n; k++)
+                j->forget_list[k]->doomed = false;
         /* The records that stay are formatted now, while their snapshots surely exist. */
+        q = store_batch_seal(b);
         if (r >= 0)
-                r = store_batch_seal(b);
-        else
-                (void) store_batch_seal(b);
-        if (r < 0) {
+                r = q;
+        if (r < 0)
                 /* What was forgotten so far is gone from memory: write that much anyway. */
                 sd_bus_error_setf(&j->error, SNAPSHOT_ERROR_FAILED, "Cannot delete snapshot records: %s", strerror(-r));
-        }
         worker_start_or_run(&j->store_worker, d->manager->event, store_batch_run_worker, b, store_batch_free_worker,
-                            done, j);
+                            j->forget_done, j);
+}
+
+static void forget_slice(DeleteJob *j);
+
+static int on_forget_slice(sd_event_source *s, void *userdata) {
+        forget_slice(userdata);
+        return 0;
+}
+
+/* The next slice after whatever else the loop has to do (a lower priority than the bus). */
+static int forget_later(DeleteJob *j) {
+        int r;
+
+        if (j->forget_source)
+                return sd_event_source_set_enabled(j->forget_source, SD_EVENT_ONESHOT);
+        r = sd_event_add_defer(j->domain->manager->event, &j->forget_source, on_forget_slice, j);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_priority(j->forget_source, SD_EVENT_PRIORITY_IDLE);
+        return sd_event_source_set_enabled(j->forget_source, SD_EVENT_ONESHOT);
+}
+
+static void forget_slice(DeleteJob *j) {
+        size_t end = j->forget_cursor + FORGET_SLICE;
+        int r;
+
+        for (; j->forget_cursor < j->forget_n; j->forget_cursor++) {
+                if (j->forget_cursor == end && forget_later(j) >= 0)
+                        return;
+                r = snapshot_forget(j->forget_list[j->forget_cursor], j->forget_batch);
+                if (r < 0)
+                        return forget_end(j, r);
+        }
+        forget_end(j, 0);
+}
+
+/* Forgets the snapshots in memory (and on the bus), a slice at a time; their files change
+ * on a worker, and done() follows. */
+static void forget_records(DeleteJob *j, Snapshot **l, size_t n, worker_done_fn done) {
+        Domain *d = j->domain;
+
+        j->forget_batch = store_batch_new(d->manager->state_dir, domain_name(d));
+        if (!j->forget_batch)
+                return job_fail(j, SNAPSHOT_ERROR_FAILED, "Out of memory");
+        j->forget_list = l;
+        j->forget_n = n;
+        j->forget_cursor = 0;
+        j->forget_done = done;
+        for (size_t k = 0; k < n; k++)
+                l[k]->doomed = true;
+        forget_slice(j);
 }
 
 static void records_written(DeleteJob *j, int r) {

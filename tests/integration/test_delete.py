@@ -287,6 +287,34 @@ class DeleteTest(snaptest.SharedTestCase):
         wait_until(lambda: S.bus.get_property(S.dom, DOMAIN_IFACE, "State") == "running", 20)
         self.assertEqual(tree(), before)
 
+    def test_08_forget_a_long_chain(self):
+        """Metadata only, with children, of a chain longer than one slice of the loop (32):
+        every record is gone from the bus and the state dir, the current mark moves to the
+        chain's parent, and the rest of the tree is as it was."""
+        import re
+        base = "y1"     # test_05's: a disk-only record whose files exist
+        xml = S.bus.call(self.lookup(base), SNAPSHOT_IFACE, "GetXMLDesc", "t", (0,))[0]
+        xml = re.sub(r"\s*<parent>.*?</parent>", "", xml, flags=re.S)
+        before = [(n, self.parent_name(n)) for n in self.names()]
+        parent = base
+        for i in range(40):
+            name = "chain%02d" % i
+            doc = xml.replace("<name>%s</name>" % base,
+                              "<name>%s</name><parent><name>%s</name></parent>" % (name, parent), 1)
+            S.bus.call(S.dom, DOMAIN_IFACE, "CreateSnapshotXML", "st", (doc, REDEFINE | (CURRENT if i == 39 else 0)))
+            parent = name
+        self.assertEqual(S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot"), self.lookup("chain39"))
+        S.bus.subscribe(member="SnapshotDeleted")
+        self.delete("chain00", DEL_CHILDREN | DEL_METADATA)
+        S.bus.dispatch(0.3)
+        deleted = sorted(sig["args"][1] for sig in S.bus.signals("SnapshotDeleted"))
+        self.assertEqual(deleted, ["chain%02d" % i for i in range(40)])
+        self.assertEqual([(n, self.parent_name(n)) for n in self.names()], before)
+        self.assertEqual(S.bus.get_property(S.dom, DOMAIN_IFACE, "CurrentSnapshot"), self.lookup(base))
+        records = os.listdir(os.path.join(S.state_dir, "snapshots", "vm1"))
+        self.assertFalse([f for f in records if f.startswith("chain") or f.startswith(".")], records)
+        self.assertEqual(S.bus.get_property(S.dom, DOMAIN_IFACE, "Job"), "")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
