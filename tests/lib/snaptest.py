@@ -652,6 +652,7 @@ class Bus:
     def __init__(self, tmpdir=None, extra_config=""):
         _gi()  # skip (fail in CI) early without python3-gi
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="snapbus-")
+        self._own_tmpdir = tmpdir is None       # made here: removed when a with-block ends
         self.extra_config = extra_config
         self.address = None
         self.proc = None
@@ -704,6 +705,8 @@ class Bus:
 
     def __exit__(self, *exc):
         self.stop()
+        if self._own_tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     # the daemon
     def start_daemon(self, config_dir, state_dir, extra_args=(), timeout=None, failpoint=None):
