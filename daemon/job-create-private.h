@@ -145,7 +145,6 @@ struct CreateJob {
         int qemu_major;         /* query-version (0: unknown) */
         bool settings_read;     /* saved_caps, saved_params, kvm, version read (with the cache check) */
         bool single_pass;       /* live under TCG on QEMU < 9.0: see job-memory.c */
-        bool setup_paused;      /* single pass: stopped until QEMU's setup is done */
         bool ev_active;         /* single pass: MIGRATION "active" seen, not acted on yet */
         bool migration_changed;
         bool migration_started;

@@ -1025,10 +1025,14 @@ static DeleteJob *delete_job_new(Domain *d) {
 
 static void delete_job_run(DeleteJob *j) {
         Domain *d = j->domain;
+        bool records_only = j->flags & SNAPSHOT_DELETE_METADATA_ONLY;
 
-        disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
+        if (!records_only)
+                disk_cache_clear(&d->disk_cache); /* this job reshapes the block graph */
         d->delete_job = j;
         (void) domain_emit_changed(d, "Job");
+        if (records_only)
+                return forget_records(j, j->queue, j->n_queue, on_records_forgotten);
         delete_next(j);
 }
 
@@ -1054,35 +1058,12 @@ static int journal_begin(DeleteJob *j, const char *named) {
         return journal_sync(j->journal);
 }
 
-/* Metadata only: no journal (the batch of files is the whole change) and no QEMU. */
-static int delete_records_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error) {
-        DeleteJob *j;
-        int r;
-
-        j = delete_job_new(d);
-        if (!j)
-                return -ENOMEM;
-        j->flags = flags;
-        j->named = strdup(snapshot_name(s));
-        r = j->named ? snapshot_delete_order(d, s, flags, &j->queue, &j->n_queue) : -ENOMEM;
-        if (r < 0) {
-                delete_job_free(j);
-                return r;
-        }
-        j->request = sd_bus_message_ref(m);
-        d->delete_job = j;
-        (void) domain_emit_changed(d, "Job");
-        forget_records(j, j->queue, j->n_queue, on_records_forgotten);
-        return 1;
-}
-
 int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, sd_bus_error *error) {
+        bool records_only = flags & SNAPSHOT_DELETE_METADATA_ONLY;
         DeleteJob *j;
         int r;
 
-        if (flags & SNAPSHOT_DELETE_METADATA_ONLY)
-                return delete_records_start(d, s, flags, m, error);
-        if (!qmp_is_connected(d->qmp))
+        if (!records_only && !qmp_is_connected(d->qmp))
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_OPERATION_INVALID,
                                          "Domain '%s' is %s: deleting snapshot images needs its QEMU running "
                                          "(flag 'metadata-only' forgets the snapshot and keeps its files)",
@@ -1094,8 +1075,13 @@ int delete_job_start(Domain *d, Snapshot *s, uint64_t flags, sd_bus_message *m, 
         j->flags = flags;
         j->named = strdup(snapshot_name(s));
         r = j->named ? snapshot_delete_order(d, s, flags, &j->queue, &j->n_queue) : -ENOMEM;
-        if (r >= 0)
-                r = journal_begin(j, snapshot_name(s));
+        if (r < 0) {
+                delete_job_free(j);
+                return r;
+        }
+        /* Metadata only needs no journal (the batch of files is the whole change) and no
+         * QEMU. */
+        r = records_only ? 0 : journal_begin(j, snapshot_name(s));
         if (r < 0) {
                 delete_job_free(j);
                 return sd_bus_error_setf(error, SNAPSHOT_ERROR_FAILED, "Cannot write the job journal: %s", strerror(-r));

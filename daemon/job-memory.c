@@ -74,6 +74,12 @@ static bool job_is_live(CreateJob *j) {
         return j->req.flags & SNAPSHOT_CREATE_LIVE;
 }
 
+/* A live save pauses the guest itself only for a single pass's setup (the escalation of
+ * live-timeout is j->escalated). */
+static bool setup_paused(CreateJob *j) {
+        return j->single_pass && j->paused;
+}
+
 int job_memory_validate(CreateJob *j, sd_bus_error *error) {
         Domain *d = j->domain;
         _cleanup_free_ char *def_name = NULL;
@@ -216,7 +222,7 @@ static void memory_check_events(CreateJob *j) {
                 return;
 
         /* A single pass: QEMU's setup is done, the guest may run while it copies. */
-        if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && j->setup_paused && j->ev_active) {
+        if (j->step == STEP_MEMORY && j->memory_step == MEMORY_WAIT && setup_paused(j) && j->ev_active) {
                 j->ev_active = false;
                 return job_qmp(j, "cont", NULL, on_setup_resume);
         }
@@ -379,7 +385,6 @@ static void on_setup_pause(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err)
                 return job_fail_qmp(j, "Cannot pause the guest for the save's setup (stop)", err);
         j->paused = true;
-        j->setup_paused = true;
         memory_advance(j, MEMORY_MIGRATE);
 }
 
@@ -387,7 +392,6 @@ static void on_setup_resume(CreateJob *j, json_t *reply, const QmpError *err) {
         if (err)
                 return job_fail_qmp(j, "Cannot resume the guest after the save's setup (cont)", err);
         j->paused = false;
-        j->setup_paused = false;
         if (j->stop_usec && j->resume_usec > j->stop_usec)
                 log_debug("Domain '%s': guest paused %.1f ms for the setup of the live save (single pass).",
                           domain_name(j->domain), (double) (j->resume_usec - j->stop_usec) / 1000.0);
@@ -589,7 +593,7 @@ void job_memory_on_event(CreateJob *j, const char *event, json_t *data) {
 
         if (streq(status, "pre-switchover"))
                 j->ev_switchover = true;
-        else if (streq(status, "active") && j->setup_paused)
+        else if (streq(status, "active") && setup_paused(j))
                 j->ev_active = true;
         else if (streq(status, "completed"))
                 j->ev_completed = true;

@@ -14,7 +14,6 @@ typedef struct BatchItem {
         const SnapshotDef *def; /* saved, not formatted yet (store_batch_seal) */
         StagedRecord *record;   /* saved and formatted (none if that failed: left alone) */
         bool remove;            /* or removed */
-        bool current;
 } BatchItem;
 
 struct StoreBatch {
@@ -85,19 +84,29 @@ int store_batch_save(StoreBatch *b, const SnapshotDef *def) {
 }
 
 int store_batch_seal(StoreBatch *b) {
+        size_t front = 0;
         int r = 0;
 
         for (size_t i = 0; b && i < b->n_items; i++) {
                 BatchItem *it = &b->items[i];
+                bool current;
                 int q;
 
                 if (!it->def)
                         continue;
-                it->current = it->def->current;
+                current = it->def->current;
                 q = snapshot_store_prepare(b->state_dir, b->domain, it->def, &it->record);
                 it->def = NULL;
                 if (q < 0 && r >= 0)
                         r = q;
+                /* The marked record moves ahead of the rest: store_batch_run() writes and
+                 * renames in this order. */
+                if (current && it->record) {
+                        BatchItem t = *it;
+
+                        memmove(&b->items[front + 1], &b->items[front], (i - front) * sizeof(BatchItem));
+                        b->items[front++] = t;
+                }
         }
         return r;
 }
@@ -111,7 +120,6 @@ int store_batch_remove(StoreBatch *b, const char *name) {
         if (!it)
                 return -ENOMEM;
         it->remove = true;
-        it->current = false;
         return 0;
 }
 
@@ -124,7 +132,6 @@ static int keep_first(int r, int q) {
 }
 
 int store_batch_run(StoreBatch *b) {
-        const StagedRecord *any = NULL;
         int r = 0, q;
 
         if (store_batch_empty(b))
@@ -136,37 +143,25 @@ int store_batch_run(StoreBatch *b) {
         q = failpoint_io("store-batch-write");
         if (q < 0)
                 return q;
-        /* Write every record first (a failure here changes nothing visible), the marked
-         * current ones ahead of the rest; then rename them in, in the same order. */
-        for (int pass = 0; pass < 2; pass++)
-                for (size_t i = 0; i < b->n_items; i++) {
-                        BatchItem *it = &b->items[i];
-
-                        if (!it->record || it->current != (pass == 0))
-                                continue;
-                        q = staged_record_write(it->record);
+        /* Write every record first (a failure here changes nothing visible); then rename
+         * them in, in the order store_batch_seal() left: the marked current one first. */
+        for (size_t i = 0; i < b->n_items; i++)
+                if (b->items[i].record) {
+                        q = staged_record_write(b->items[i].record);
                         if (q < 0)
                                 return q;
                 }
-        for (int pass = 0; pass < 2; pass++)
-                for (size_t i = 0; i < b->n_items; i++) {
-                        BatchItem *it = &b->items[i];
-
-                        if (!it->record || it->current != (pass == 0))
-                                continue;
-                        r = keep_first(r, staged_record_commit(it->record));
-                        any = it->record;
+        for (size_t i = 0; i < b->n_items; i++)
+                if (b->items[i].record)
+                        r = keep_first(r, staged_record_commit(b->items[i].record));
+        for (size_t i = 0; i < b->n_items; i++)
+                if (b->items[i].remove) {
+                        q = snapshot_store_unlink(b->state_dir, b->domain, b->items[i].name);
+                        if (q != -ENOENT)
+                                r = keep_first(r, q);
                 }
-        for (size_t i = 0; i < b->n_items; i++) {
-                if (!b->items[i].remove)
-                        continue;
-                q = snapshot_store_unlink(b->state_dir, b->domain, b->items[i].name);
-                if (q != -ENOENT)
-                        r = keep_first(r, q);
-        }
         /* One directory fsync makes the renames and unlinks durable. */
-        q = any ? staged_record_sync(any) : snapshot_store_sync_dir(b->state_dir, b->domain);
-        return keep_first(r, q);
+        return keep_first(r, snapshot_store_sync_dir(b->state_dir, b->domain));
 }
 
 int store_batch_run_worker(void *b) {

@@ -460,6 +460,29 @@ class FaultsTest(unittest.TestCase):
         restart(failpoint)
         self.addCleanup(restart)
 
+    def ask_while(self, call, probe):
+        """call() in a thread; meanwhile probe() every 50 ms, timed, and the domain's Job
+        read. Returns (call's result or BusError, the probes' durations, the Jobs seen)."""
+        out = []
+
+        def run():
+            try:
+                out.append(call())
+            except BusError as e:
+                out.append(e)
+
+        t = threading.Thread(target=run)
+        t.start()
+        waits, jobs = [], set()
+        while t.is_alive():
+            t0 = time.monotonic()
+            probe()
+            jobs.add(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"))
+            waits.append(time.monotonic() - t0)
+            time.sleep(0.05)
+        t.join()
+        return out[0], waits, jobs
+
     def leftovers(self):
         d = os.path.join(self.state, "snapshots", "vm1")
         return [f for f in os.listdir(d) if f.startswith(".")] if os.path.isdir(d) else []
@@ -471,40 +494,25 @@ class FaultsTest(unittest.TestCase):
         snapshot completes."""
         self.restart_with("create-journal-write:slow,create-record-write:slow")
         meta = self.meta()
-        out = []
-
-        def create():
-            try:
-                out.append(self.create("slow-disk", {"disk-only": v("b", True), "atomic": v("b", True)}))
-            except BusError as e:
-                out.append(e)
-
-        t = threading.Thread(target=create)
-        t.start()
-        waits, jobs = [], set()
-        while t.is_alive():
-            t0 = time.monotonic()
-            self.bus.call(MANAGER_PATH, MANAGER_IFACE, "ListDomains")
-            jobs.add(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"))
-            waits.append(time.monotonic() - t0)
-            time.sleep(0.05)
-        t.join()
-        self.assertIsInstance(out[0], str, out[0])
+        path, waits, jobs = self.ask_while(
+            lambda: self.create("slow-disk", {"disk-only": v("b", True), "atomic": v("b", True)}),
+            lambda: self.bus.call(MANAGER_PATH, MANAGER_IFACE, "ListDomains"))
+        self.assertIsInstance(path, str, path)
         self.assertIn("snapshot-create", jobs)
         # journal, staging and commit: three slow writes, ~4.5 s of asking
         self.assertGreater(len(waits), 30, waits)
         self.assertLess(max(waits), 0.5, waits)
         self.assertEqual(self.meta(), sorted(meta + ["slow-disk.xml"]))
-        self.assertTrue(self.bus.get_property(out[0], SNAPSHOT_IFACE, "IsCurrent"))
+        self.assertTrue(self.bus.get_property(path, SNAPSHOT_IFACE, "IsCurrent"))
         # QEMU's devices run on the overlays the record names, and they are on disk
-        overlays = {d[2] for d in self.bus.get_property(out[0], SNAPSHOT_IFACE, "Disks") if d[2]}
+        overlays = {d[2] for d in self.bus.get_property(path, SNAPSHOT_IFACE, "Disks") if d[2]}
         tops = {d["inserted"]["image"]["filename"] for d in self.guest.qmp("query-block") if d.get("inserted")}
         self.assertEqual(len(overlays), 2, overlays)
         self.assertLessEqual(overlays, tops)
         self.assertTrue(all(os.path.isfile(f) for f in overlays), overlays)
         self.assertFalse(self.journal())
         self.assertEqual(self.leftovers(), [])
-        self.bus.call(out[0], SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=120)
+        self.bus.call(path, SNAPSHOT_IFACE, "Delete", "t", (0,), timeout=120)
 
     def test_09_journal_write_fails(self):
         """The journal cannot be written: the job fails before changing anything."""
@@ -527,28 +535,14 @@ class FaultsTest(unittest.TestCase):
         """A metadata-only delete writes its records on a worker: while that takes 1.5 s
         (failpoint), other calls are answered at once, the domain says it is busy, and the
         record is gone at the end."""
-        p = self.create("forget-slow", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.create("forget-slow", {"disk-only": v("b", True), "atomic": v("b", True)})
         self.restart_with("store-batch-write:slow")
         p = self.bus.call(self.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("forget-slow",))[0]
-        out = []
-
-        def delete():
-            try:
-                out.append(self.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (2,), timeout=60))
-            except BusError as e:
-                out.append(e)
-
-        t = threading.Thread(target=delete)
-        t.start()
-        waits, jobs = [], set()
-        while t.is_alive():
-            t0 = time.monotonic()
-            self.bus.call(self.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,))
-            jobs.add(self.bus.get_property(self.dom, DOMAIN_IFACE, "Job"))
-            waits.append(time.monotonic() - t0)
-            time.sleep(0.05)
-        t.join()
-        self.assertNotIsInstance(out[0], BusError, out[0])
+        res, waits, jobs = self.ask_while(
+            lambda: self.bus.call(p, SNAPSHOT_IFACE, "Delete", "t", (2,), timeout=60),
+            lambda: self.bus.call(self.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,)))
+        self.assertNotIsInstance(res, BusError, res)
+        self.assertNotIn(p, self.bus.call(self.dom, DOMAIN_IFACE, "ListSnapshots", "t", (0,))[0])
         self.assertIn("snapshot-delete", jobs)
         self.assertGreater(len(waits), 10, waits)
         self.assertLess(max(waits), 0.5, waits)
@@ -559,7 +553,7 @@ class FaultsTest(unittest.TestCase):
     def test_11_metadata_delete_write_fails(self):
         """The records cannot be written: the call says so, names the error, and the daemon
         goes on serving; the record stays on disk (nothing was changed there)."""
-        p = self.create("forget-fails", {"disk-only": v("b", True), "atomic": v("b", True)})
+        self.create("forget-fails", {"disk-only": v("b", True), "atomic": v("b", True)})
         self.restart_with("store-batch-write:error")
         p = self.bus.call(self.dom, DOMAIN_IFACE, "LookupSnapshot", "s", ("forget-fails",))[0]
         with self.assertRaises(BusError) as cm:

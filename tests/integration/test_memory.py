@@ -194,7 +194,7 @@ class MemoryTest(snaptest.SharedTestCase):
         # (QEMU < 9.0 loses writes in a multi-pass save, job-memory.c) also for QEMU's setup
         # of a single-pass save, before the copy
         ev = [e for e in S.guest.events[n0:] if e["event"] in ("STOP", "RESUME")]
-        single_pass = S.guest.accel == "tcg" and S.guest.qmp("query-version")["qemu"]["major"] < 9
+        single_pass = S.guest.live_save_single_pass()
         self.assertEqual([e["event"] for e in ev], ["STOP", "RESUME"] * (2 if single_pass else 1))
         ts = lambda e: e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
         pauses = ["%.1f ms" % ((ts(ev[i + 1]) - ts(ev[i])) * 1000) for i in range(0, len(ev), 2)]

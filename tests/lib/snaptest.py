@@ -438,6 +438,11 @@ class Guest:
     def status(self):
         return self.qmp("query-status")["status"]
 
+    def live_save_single_pass(self):
+        """Whether snapshotd saves this guest's memory live in one pass, its setup paused
+        too: under TCG on QEMU < 9.0, whose multi-pass saves lose writes (daemon/job-memory.c)."""
+        return self.accel != "kvm" and self.qmp("query-version")["qemu"]["major"] < 9
+
     def is_running(self):
         if not self.proc or self.proc.poll() is not None:
             return False
